@@ -1,0 +1,233 @@
+// Package rules owns amx's configuration: it reads executor.yml files into a
+// validated, immutable Set of commands that the engine decides against.
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults for settings a configuration leaves out.
+const (
+	DefaultListenAddress = ":8080"
+	DefaultMaxBodyBytes  = 32 << 20
+	DefaultShutdownGrace = 10 * time.Second
+	DefaultSignal        = syscall.SIGKILL
+)
+
+// Config is a loaded configuration: the server's settings and the rules.
+type Config struct {
+	// File is the configuration file, empty when only the command line was given.
+	File          string
+	ListenAddress string
+	Verbose       bool
+	TLSCert       string
+	TLSKey        string
+	// MaxBodyBytes caps the size of one webhook request body.
+	MaxBodyBytes int64
+	// ShutdownGrace is how long running commands may go on after SIGTERM
+	// before their process groups are killed.
+	ShutdownGrace time.Duration
+	Set           *Set
+}
+
+// Set is the immutable set of rules that notifications are decided against.
+// It is never modified after Load returns, so it is safe to share.
+type Set struct {
+	Commands []*Command
+}
+
+// Command is one classic command, as the old executor's commands[] entries.
+type Command struct {
+	// Name identifies the command in logs and metrics: "commands[2]", or
+	// "command line" for the script given as arguments.
+	Name        string
+	Cmd         string
+	Args        []string
+	MatchLabels map[string]string
+	// Max caps the live processes of this command for one fingerprint;
+	// zero means no limit.
+	Max             int
+	NotifyOnFailure bool
+	IgnoreResolved  bool
+	ResolvedSignal  syscall.Signal
+	// Timeout ends the process group after this long; zero means never.
+	Timeout time.Duration
+}
+
+// Matches reports whether every match label is present with the same value.
+// A command without match labels matches everything.
+func (c *Command) Matches(labels map[string]string) bool {
+	for k, v := range c.MatchLabels {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// String renders the command line for logs.
+func (c *Command) String() string {
+	return strings.Join(append([]string{c.Cmd}, c.Args...), " ")
+}
+
+// same reports whether two commands are the same rule, which is how the old
+// executor merged a command given on the command line with the file's.
+func (c *Command) same(o *Command) bool {
+	return c.Cmd == o.Cmd && slices.Equal(c.Args, o.Args) && mapsEqual(c.MatchLabels, o.MatchLabels)
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Source says where a configuration comes from. Command-line settings win
+// over the file's, as with the old executor.
+type Source struct {
+	// File is the YAML configuration file (-f); optional.
+	File string
+	// ListenAddress (-l) overrides the file's listen_address when set.
+	ListenAddress string
+	// Verbose (-v) turns on debug logging; the file can also turn it on.
+	Verbose bool
+	// Script is a command and its arguments given on the command line; it
+	// becomes a command that matches every alert.
+	Script []string
+}
+
+// Load reads, merges and validates a configuration. Every problem in the file
+// is reported at once, each as file:line:col: field: message.
+func Load(src Source) (*Config, error) {
+	cfg := &Config{
+		File:          src.File,
+		ListenAddress: DefaultListenAddress,
+		MaxBodyBytes:  DefaultMaxBodyBytes,
+		ShutdownGrace: DefaultShutdownGrace,
+		Set:           &Set{},
+	}
+	if src.File != "" {
+		data, err := os.ReadFile(src.File)
+		if err != nil {
+			return nil, fmt.Errorf("load config: %w", err)
+		}
+		if err := cfg.parse(src.File, data); err != nil {
+			return nil, err
+		}
+	}
+	if src.ListenAddress != "" {
+		cfg.ListenAddress = src.ListenAddress
+	}
+	cfg.Verbose = cfg.Verbose || src.Verbose
+	if len(src.Script) > 0 {
+		c := &Command{
+			Name:            "command line",
+			Cmd:             src.Script[0],
+			Args:            src.Script[1:],
+			NotifyOnFailure: true,
+			ResolvedSignal:  DefaultSignal,
+		}
+		if !slices.ContainsFunc(cfg.Set.Commands, c.same) {
+			cfg.Set.Commands = append(cfg.Set.Commands, c)
+		}
+	}
+	if len(cfg.Set.Commands) == 0 {
+		return nil, errors.New("no command to run: give a script on the command line or commands in a config file (-f)")
+	}
+	return cfg, nil
+}
+
+// parse decodes one file into cfg.
+func (cfg *Config) parse(file string, data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return syntaxError(file, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // an empty file is an empty configuration
+	}
+	d := &decoder{file: file}
+	var maxBody int64
+	var tlsNode *yaml.Node
+	d.mapping(doc.Content[0], "", map[string]field{
+		"listen_address": func(n *yaml.Node, p string) { d.str(n, p, &cfg.ListenAddress) },
+		"verbose":        func(n *yaml.Node, p string) { d.boolean(n, p, &cfg.Verbose) },
+		"tls_key":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSKey); tlsNode = n },
+		"tls_crt":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSCert); tlsNode = n },
+		"shutdown_grace": func(n *yaml.Node, p string) { d.duration(n, p, &cfg.ShutdownGrace) },
+		"max_body_bytes": func(n *yaml.Node, p string) {
+			d.integer(n, p, &maxBody)
+			if maxBody < 0 || (maxBody == 0 && !isNull(n)) {
+				d.errorf(n, p, "must be positive")
+			}
+			if maxBody > 0 {
+				cfg.MaxBodyBytes = maxBody
+			}
+		},
+		"commands": func(n *yaml.Node, p string) {
+			d.sequence(n, p, func(n *yaml.Node, p string) {
+				cfg.Set.Commands = append(cfg.Set.Commands, d.command(n, p))
+			})
+		},
+	})
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		d.errorf(tlsNode, "tls_crt", "tls_crt and tls_key must be given together")
+	}
+	return d.err()
+}
+
+// command decodes one entry of commands[].
+func (d *decoder) command(n *yaml.Node, path string) *Command {
+	c := &Command{Name: path, NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
+	var max int64
+	seenCmd := false
+	d.mapping(n, path, map[string]field{
+		"cmd":               func(n *yaml.Node, p string) { d.str(n, p, &c.Cmd); seenCmd = true },
+		"args":              func(n *yaml.Node, p string) { d.strings(n, p, &c.Args) },
+		"match_labels":      func(n *yaml.Node, p string) { d.stringMap(n, p, &c.MatchLabels) },
+		"notify_on_failure": func(n *yaml.Node, p string) { d.boolean(n, p, &c.NotifyOnFailure) },
+		"ignore_resolved":   func(n *yaml.Node, p string) { d.boolean(n, p, &c.IgnoreResolved) },
+		"timeout":           func(n *yaml.Node, p string) { d.duration(n, p, &c.Timeout) },
+		// The old executor read zero or a negative max as "no limit".
+		"max": func(n *yaml.Node, p string) { d.integer(n, p, &max); c.Max = int(clamp(max)) },
+		"resolved_signal": func(n *yaml.Node, p string) {
+			var s string
+			d.str(n, p, &s)
+			if s == "" {
+				return
+			}
+			sig, err := ParseSignal(s)
+			if err != nil {
+				d.errorf(n, p, "%v", err)
+				return
+			}
+			c.ResolvedSignal = sig
+		},
+	})
+	if rn := resolve(n); c.Cmd == "" && (isNull(rn) || rn.Kind == yaml.MappingNode) {
+		if seenCmd {
+			d.errorf(rn, join(path, "cmd"), "must not be empty")
+		} else {
+			d.errorf(rn, join(path, "cmd"), "missing: every command needs cmd")
+		}
+	}
+	return c
+}
+
+func clamp(n int64) int64 {
+	return max(0, min(n, 1<<31-1))
+}

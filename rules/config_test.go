@@ -1,0 +1,202 @@
+package rules
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden .err files")
+
+// TestLoadErrors loads every testdata file that has a golden .err file and
+// compares the whole error text: every problem, with file:line:col and field.
+func TestLoadErrors(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		golden := strings.TrimSuffix(file, ".yml") + ".err"
+		if _, err := os.Stat(golden); err != nil && !*update {
+			continue // a valid file, tested below
+		}
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			_, err := Load(Source{File: file})
+			if err == nil {
+				t.Fatal("Load succeeded, want errors")
+			}
+			got := err.Error() + "\n"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("errors differ\ngot:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadOldExample(t *testing.T) {
+	cfg, err := Load(Source{File: "../examples/executor.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ListenAddress != ":23222" || cfg.Verbose {
+		t.Errorf("listen %q verbose %v", cfg.ListenAddress, cfg.Verbose)
+	}
+	cmds := cfg.Set.Commands
+	if len(cmds) != 3 {
+		t.Fatalf("got %d commands, want 3", len(cmds))
+	}
+	echo, tru, sleep := cmds[0], cmds[1], cmds[2]
+	if echo.Cmd != "echo" || strings.Join(echo.Args, ",") != "banana,tomato" ||
+		echo.MatchLabels["env"] != "testing" || echo.MatchLabels["owner"] != "me" || echo.NotifyOnFailure {
+		t.Errorf("echo: %+v", echo)
+	}
+	if tru.Max != 3 || !tru.IgnoreResolved || !tru.NotifyOnFailure || tru.ResolvedSignal != syscall.SIGKILL {
+		t.Errorf("true: %+v", tru)
+	}
+	if sleep.ResolvedSignal != syscall.SIGUSR1 || sleep.Name != "commands[2]" {
+		t.Errorf("sleep: %+v", sleep)
+	}
+}
+
+func TestLoadCompat(t *testing.T) {
+	cfg, err := Load(Source{File: "testdata/compat.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Set.Commands[0]
+	if got := strings.Join(c.Args, ","); got != "10,2.5,true" {
+		t.Errorf("args = %q", got)
+	}
+	if c.MatchLabels["code"] != "500" || c.NotifyOnFailure || !c.IgnoreResolved || c.Max != 0 {
+		t.Errorf("command: %+v", c)
+	}
+	if !cfg.Verbose || cfg.ListenAddress != "127.0.0.1:9095" {
+		t.Errorf("config: %+v", cfg)
+	}
+}
+
+func TestLoadSignals(t *testing.T) {
+	cfg, err := Load(Source{File: "testdata/signals.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []syscall.Signal{syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGKILL}
+	for i, c := range cfg.Set.Commands {
+		if c.ResolvedSignal != want[i] {
+			t.Errorf("%s: signal %v, want %v", c.Name, c.ResolvedSignal, want[i])
+		}
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want syscall.Signal
+		err  string
+	}{
+		{in: "SIGUSR1", want: syscall.SIGUSR1},
+		{in: "usr2", want: syscall.SIGUSR2},
+		{in: "Term", want: syscall.SIGTERM},
+		{in: "9", want: syscall.SIGKILL},
+		{in: "0", err: "unknown signal number 0"},
+		{in: "-1", err: "unknown signal number -1"},
+		{in: "SIGNOPE", err: `unknown signal "SIGNOPE"`},
+	} {
+		got, err := ParseSignal(tc.in)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("ParseSignal(%q) error = %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSignal(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestLoadCommandLine(t *testing.T) {
+	t.Run("script only", func(t *testing.T) {
+		cfg, err := Load(Source{Script: []string{"examples/reboot", "-f", "now"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg.Set.Commands[0]
+		if cfg.ListenAddress != ":8080" || c.Cmd != "examples/reboot" || strings.Join(c.Args, " ") != "-f now" ||
+			len(c.MatchLabels) != 0 || !c.NotifyOnFailure || c.ResolvedSignal != syscall.SIGKILL {
+			t.Errorf("config %+v command %+v", cfg, c)
+		}
+		if cfg.MaxBodyBytes != DefaultMaxBodyBytes || cfg.ShutdownGrace != 10*time.Second {
+			t.Errorf("defaults: %+v", cfg)
+		}
+	})
+	t.Run("flags win over the file", func(t *testing.T) {
+		cfg, err := Load(Source{File: "../examples/executor.yml", ListenAddress: "127.0.0.1:1", Verbose: true,
+			Script: []string{"/bin/echo", "hi"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ListenAddress != "127.0.0.1:1" || !cfg.Verbose || len(cfg.Set.Commands) != 4 {
+			t.Errorf("config %+v, %d commands", cfg, len(cfg.Set.Commands))
+		}
+	})
+	t.Run("script already in the file is not doubled", func(t *testing.T) {
+		cfg, err := Load(Source{File: "testdata/signals.yml", Script: []string{"e"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cfg.Set.Commands) != 5 {
+			t.Errorf("got %d commands, want 5", len(cfg.Set.Commands))
+		}
+	})
+	t.Run("no command at all", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "empty.yml")
+		if err := os.WriteFile(f, []byte("listen_address: :1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(Source{File: f})
+		if err == nil || !strings.HasPrefix(err.Error(), "no command to run") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		_, err := Load(Source{File: "testdata/nope.yml"})
+		if err == nil || !strings.Contains(err.Error(), "testdata/nope.yml") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func TestMatches(t *testing.T) {
+	c := &Command{MatchLabels: map[string]string{"env": "testing", "owner": "me"}}
+	for _, tc := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"env": "testing", "owner": "me", "x": "y"}, true},
+		{map[string]string{"env": "testing"}, false},
+		{map[string]string{"env": "prod", "owner": "me"}, false},
+		{map[string]string{"env": "testing", "owner": ""}, false},
+		{nil, false},
+	} {
+		if got := c.Matches(tc.labels); got != tc.want {
+			t.Errorf("Matches(%v) = %v", tc.labels, got)
+		}
+	}
+	if !(&Command{}).Matches(nil) {
+		t.Error("a command without match_labels must match everything")
+	}
+}

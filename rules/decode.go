@@ -1,0 +1,290 @@
+package rules
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is one problem in a configuration file, with the position and the
+// dotted path of the field it concerns.
+type Error struct {
+	File   string
+	Line   int
+	Column int
+	Field  string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// decoder walks a yaml.Node tree and collects every problem instead of
+// stopping at the first, so an operator fixes a file in one round.
+//
+// yaml.v3's own decoder with KnownFields(true) is strict too, but its
+// messages name Go types ("field x not found in type rules.Command") and
+// not the path of the field in the file.
+type decoder struct {
+	file string
+	errs []error // each an *Error
+}
+
+func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
+	e := &Error{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	d.errs = append(d.errs, e)
+}
+
+// err returns every problem found, in file order.
+func (d *decoder) err() error {
+	slices.SortStableFunc(d.errs, func(a, b error) int {
+		ea, eb := a.(*Error), b.(*Error)
+		return cmp.Or(cmp.Compare(ea.Line, eb.Line), cmp.Compare(ea.Column, eb.Column))
+	})
+	return errors.Join(d.errs...)
+}
+
+// field is how one key of a mapping is decoded.
+type field func(value *yaml.Node, path string)
+
+// mapping decodes a mapping node key by key; unknown and repeated keys are
+// errors. A null node is an empty mapping.
+func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]field) {
+	n = resolve(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "want a mapping, got %s", describe(n))
+		return
+	}
+	seen := make(map[string]bool, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name := k.Value
+		sub := join(path, name)
+		if seen[name] {
+			d.errorf(k, sub, "repeated key")
+			continue
+		}
+		seen[name] = true
+		f, ok := fields[name]
+		if !ok {
+			msg := "unknown field"
+			if s := suggest(name, fields); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			d.errorf(k, sub, "%s", msg)
+			continue
+		}
+		f(v, sub)
+	}
+}
+
+// str decodes any non-null scalar as its text, as yaml.v2 did for string
+// fields: `args: [10]` keeps working.
+func (d *decoder) str(n *yaml.Node, path string, out *string) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || isNull(n) {
+		d.errorf(n, path, "want a string, got %s", describe(n))
+		return
+	}
+	*out = n.Value
+}
+
+// boolean accepts true/false and the YAML 1.1 words (yes/no, on/off) that
+// yaml.v2, and so the old executor, accepted.
+func (d *decoder) boolean(n *yaml.Node, path string, out *bool) {
+	n = resolve(n)
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
+		d.errorf(n, path, "want true or false, got %s", describe(n))
+		return
+	}
+	*out = b
+}
+
+func (d *decoder) integer(n *yaml.Node, path string, out *int64) {
+	n = resolve(n)
+	var i int64
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+		d.errorf(n, path, "want an integer, got %s", describe(n))
+		return
+	}
+	*out = i
+}
+
+// duration accepts Go durations ("90s", "10m", "1h30m"); zero means unset.
+func (d *decoder) duration(n *yaml.Node, path string, out *time.Duration) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || isNull(n) {
+		d.errorf(n, path, "want a duration like 30s or 10m, got %s", describe(n))
+		return
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		d.errorf(n, path, "want a duration like 30s or 10m, got %q", n.Value)
+		return
+	}
+	*out = v
+}
+
+func (d *decoder) strings(n *yaml.Node, path string, out *[]string) {
+	n = resolve(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, path, "want a list of strings, got %s", describe(n))
+		return
+	}
+	s := make([]string, len(n.Content))
+	for i, item := range n.Content {
+		d.str(item, fmt.Sprintf("%s[%d]", path, i), &s[i])
+	}
+	*out = s
+}
+
+func (d *decoder) stringMap(n *yaml.Node, path string, out *map[string]string) {
+	n = resolve(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "want a mapping of strings, got %s", describe(n))
+		return
+	}
+	m := make(map[string]string, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		sub := join(path, k.Value)
+		if _, dup := m[k.Value]; dup {
+			d.errorf(k, sub, "repeated key")
+			continue
+		}
+		var s string
+		d.str(v, sub, &s)
+		m[k.Value] = s
+	}
+	*out = m
+}
+
+// sequence calls item for every element of a sequence node.
+func (d *decoder) sequence(n *yaml.Node, path string, item func(n *yaml.Node, path string)) {
+	n = resolve(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, path, "want a list, got %s", describe(n))
+		return
+	}
+	for i, c := range n.Content {
+		item(c, fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+func describe(n *yaml.Node) string {
+	switch {
+	case isNull(n):
+		return "nothing"
+	case n.Kind == yaml.MappingNode:
+		return "a mapping"
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	default:
+		return strconv.Quote(n.Value)
+	}
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// suggest returns the known field closest to a misspelt one, if any is close.
+func suggest(name string, fields map[string]field) string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	best, bestDist := "", 3
+	for _, k := range keys {
+		if d := editDistance(strings.ToLower(name), k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError turns a yaml.v3 parse error into file:line: message.
+func syntaxError(file string, err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Msg: m[2]}
+	}
+	return &Error{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
