@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Alert statuses, as Alertmanager writes them.
+const (
+	StatusFiring   = "firing"
+	StatusResolved = "resolved"
+)
+
+// Message is one Alertmanager webhook notification (payload version 4).
+// Fields amx does not know are ignored.
+type Message struct {
+	Version           string            `json:"version"`
+	Receiver          string            `json:"receiver"`
+	Status            string            `json:"status"`
+	Alerts            []Alert           `json:"alerts"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+}
+
+// Alert is one alert of a notification.
+type Alert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// Resolved reports whether the alert has resolved. Alertmanager sends
+// resolved alerts inside firing notifications too.
+func (a *Alert) Resolved() bool { return a.Status == StatusResolved }
+
+// Decode parses and validates a notification. Its errors are one line and
+// describe bad input: the caller answers them with 400.
+func Decode(body []byte) (*Message, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errors.New("empty request body")
+	}
+	var m Message
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	switch m.Status {
+	case StatusFiring, StatusResolved:
+	case "":
+		return nil, errors.New(`missing "status": want "firing" or "resolved"`)
+	default:
+		return nil, fmt.Errorf(`unknown "status" %q: want "firing" or "resolved"`, m.Status)
+	}
+	if len(m.Alerts) == 0 {
+		return nil, errors.New(`no "alerts" in the notification`)
+	}
+	for i := range m.Alerts {
+		a := &m.Alerts[i]
+		switch a.Status {
+		case StatusFiring, StatusResolved:
+		case "":
+			// Hand-written payloads often leave it out; the alert then
+			// shares the notification's status.
+			a.Status = m.Status
+		default:
+			return nil, fmt.Errorf(`alerts[%d]: unknown "status" %q: want "firing" or "resolved"`, i, a.Status)
+		}
+	}
+	return &m, nil
+}

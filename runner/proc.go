@@ -1,0 +1,150 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// proc is one process started for an Action.
+type proc struct {
+	action *Action
+	done   chan struct{} // closed when result is set
+	result Result
+
+	mu      sync.Mutex
+	pid     int            // 0 until started
+	pending syscall.Signal // a signal that arrived before the start
+	exited  bool           // the leader exited: its pid may be reused once reaped
+}
+
+// signal sends sig to the process group. A process that has not started yet
+// gets it right after the start; one that has exited is left alone. ESRCH
+// means the group is already gone, which is what was asked.
+func (p *proc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.exited:
+		return nil
+	case p.pid == 0:
+		p.pending = sig
+		return nil
+	}
+	return killGroup(p.pid, sig)
+}
+
+func killGroup(pid int, sig syscall.Signal) error {
+	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+func (p *proc) getPid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
+
+func (p *proc) started(pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pid = pid
+	if p.pending != 0 {
+		_ = killGroup(pid, p.pending)
+	}
+}
+
+func (p *proc) markExited() {
+	p.mu.Lock()
+	p.exited = true
+	p.mu.Unlock()
+}
+
+// start launches an action. It returns the process, or nil and the final
+// Result when the action is skipped or cannot start.
+func (r *Runner) start(a *Action) (*proc, Result) {
+	p := &proc{action: a, done: make(chan struct{})}
+	log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
+	skip, err := r.track(p)
+	if skip != "" {
+		r.m.Skipped.WithLabelValues(skip).Inc()
+		log.Info("skipped: too many processes for this fingerprint", "reason", skip, "max", a.Max)
+		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
+	}
+	if err != nil {
+		r.m.Errors.WithLabelValues("start").Inc()
+		log.Error("not started", "err", err)
+		return nil, Result{Action: a, Err: err, ExitCode: -1}
+	}
+
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if a.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, a.Timeout)
+	}
+	cmd := exec.CommandContext(ctx, a.Cmd, a.Args...)
+	cmd.Env = append(os.Environ(), a.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// Timed out: ask the whole group to stop, then insist.
+		log.Warn("timed out; terminating process group", "timeout", a.Timeout, "pid", p.getPid())
+		time.AfterFunc(r.grace, func() { _ = p.signal(syscall.SIGKILL) })
+		return p.signal(syscall.SIGTERM)
+	}
+	cmd.WaitDelay = r.grace
+	stdout := &lineLogger{log: log, stream: "stdout", pid: p.getPid}
+	stderr := &lineLogger{log: log, stream: "stderr", pid: p.getPid}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		cancel()
+		r.untrack(p)
+		r.m.Errors.WithLabelValues("start").Inc()
+		log.Error("start failed", "err", err)
+		return nil, Result{Action: a, Err: fmt.Errorf("start: %w", err), ExitCode: -1}
+	}
+	pid := cmd.Process.Pid
+	p.started(pid)
+	r.m.ProcessesCurrent.Inc()
+	log.Info("started", "pid", pid, "args", a.Args)
+
+	go func() {
+		defer close(p.done)
+		defer cancel()
+		if waitExited(pid) {
+			p.markExited()
+		}
+		err := cmd.Wait()
+		p.markExited()
+		stdout.flush()
+		stderr.flush()
+		took := time.Since(begin)
+		r.untrack(p)
+		r.m.ProcessesCurrent.Dec()
+		r.m.ProcessDuration.Observe(took.Seconds())
+
+		code := cmd.ProcessState.ExitCode()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %s", a.Timeout)
+		}
+		if err != nil {
+			err = fmt.Errorf("%s: %w", a.Cmd, err)
+		}
+		p.result = Result{Action: a, Pid: pid, Err: err, ExitCode: code, Duration: took}
+		level := slog.LevelInfo
+		if err != nil {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "finished", "pid", pid, "exit_code", code,
+			"duration", took.Round(time.Millisecond), "err", err)
+	}()
+	return p, Result{}
+}

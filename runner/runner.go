@@ -1,0 +1,275 @@
+// Package runner is amx's one process runner, shared by classic commands and
+// Lua routes: it starts Actions in their own process groups, enforces max per
+// fingerprint, signals the groups of resolved alerts, applies timeouts and
+// logs output and exit status. It knows nothing about configs or payloads.
+package runner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Action is one process to run: what to start and the rules it runs under.
+type Action struct {
+	// Name is the rule that asked for the action ("commands[0]", a route
+	// name); it appears in logs.
+	Name string
+	// Key identifies "the same command" for Max: live processes with the
+	// same Key and Fingerprint count together.
+	Key  string
+	Cmd  string
+	Args []string
+	// Env is added to amx's own environment.
+	Env []string
+	// Fingerprint binds the process to an alert: when that alert resolves,
+	// the process group gets Signal. Empty binds to nothing.
+	Fingerprint string
+	// Max caps live processes per (Key, Fingerprint); zero is no limit.
+	Max int
+	// Signal is sent on resolve; zero means SIGKILL.
+	Signal          syscall.Signal
+	IgnoreResolved  bool
+	NotifyOnFailure bool
+	// Timeout ends the process group (SIGTERM, then SIGKILL after the
+	// runner's grace); zero means never.
+	Timeout time.Duration
+}
+
+// Skip reasons, as the old executor labelled am_executor_skipped_total.
+const (
+	SkipFingerOver = "fingerover"
+)
+
+// Result is what became of one Action.
+type Result struct {
+	Action *Action
+	Pid    int
+	// Skipped is the reason the action did not run; empty when it ran.
+	Skipped string
+	// Err is why the process could not start or did not succeed.
+	Err error
+	// ExitCode is the exit status, or -1 when the process did not start or
+	// was ended by a signal.
+	ExitCode int
+	Duration time.Duration
+}
+
+// Metrics are the collectors the runner updates. Nil fields are replaced by
+// unregistered collectors, so tests can leave them out.
+type Metrics struct {
+	ProcessesCurrent prometheus.Gauge
+	ProcessDuration  prometheus.Observer
+	Signalled        *prometheus.CounterVec // label: result (ok, fail)
+	Skipped          *prometheus.CounterVec // label: reason
+	Errors           *prometheus.CounterVec // label: stage
+}
+
+// Options configure a Runner.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics Metrics
+	// Grace is how long a timed-out process group has between SIGTERM and
+	// SIGKILL, and how long amx waits for output held open by descendants
+	// after a command exits. Default 5 s.
+	Grace time.Duration
+}
+
+// ErrShuttingDown is the start error of actions run after Shutdown began.
+var ErrShuttingDown = errors.New("amx is shutting down")
+
+// Runner runs Actions. Its methods are safe for concurrent use.
+type Runner struct {
+	log   *slog.Logger
+	m     Metrics
+	grace time.Duration
+
+	mu     sync.Mutex
+	closed bool
+	// live holds every started process by the fingerprint it is bound to.
+	live map[string]map[*proc]struct{}
+	// counts holds live processes per (key, fingerprint), for Max; a slot is
+	// reserved before the process starts, so concurrent notifications cannot
+	// overshoot.
+	counts map[slot]int
+	wg     sync.WaitGroup
+}
+
+type slot struct{ key, fingerprint string }
+
+// New returns a Runner.
+func New(opts Options) *Runner {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 5 * time.Second
+	}
+	m := &opts.Metrics
+	if m.ProcessesCurrent == nil {
+		m.ProcessesCurrent = prometheus.NewGauge(prometheus.GaugeOpts{Name: "unused"})
+	}
+	if m.ProcessDuration == nil {
+		m.ProcessDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "unused"})
+	}
+	for _, v := range []**prometheus.CounterVec{&m.Signalled, &m.Skipped, &m.Errors} {
+		if *v == nil {
+			*v = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "unused"}, []string{"x"})
+		}
+	}
+	return &Runner{
+		log:    opts.Logger,
+		m:      opts.Metrics,
+		grace:  opts.Grace,
+		live:   make(map[string]map[*proc]struct{}),
+		counts: make(map[slot]int),
+	}
+}
+
+// Run starts every action and waits until all of them have ended. Results
+// are in the order of actions.
+func (r *Runner) Run(actions []Action) []Result {
+	results := make([]Result, len(actions))
+	procs := make([]*proc, len(actions))
+	for i := range actions {
+		procs[i], results[i] = r.start(&actions[i])
+	}
+	for i, p := range procs {
+		if p != nil {
+			<-p.done
+			results[i] = p.result
+		}
+	}
+	return results
+}
+
+// Resolve sends every live process bound to one of the fingerprints its
+// action's resolved signal, to the whole process group, unless the action
+// ignores resolves. A process still starting gets the signal as soon as it
+// has started.
+func (r *Runner) Resolve(fingerprints []string) {
+	r.mu.Lock()
+	var targets []*proc
+	for _, fp := range fingerprints {
+		if fp == "" {
+			continue // an alert without fingerprint binds no process
+		}
+		for p := range r.live[fp] {
+			targets = append(targets, p)
+		}
+	}
+	r.mu.Unlock()
+
+	for _, p := range targets {
+		a := p.action
+		log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
+		if a.IgnoreResolved {
+			log.Debug("alert resolved; process ignores resolves", "pid", p.getPid())
+			continue
+		}
+		sig := resolvedSignal(a)
+		if err := p.signal(sig); err != nil {
+			r.m.Signalled.WithLabelValues("fail").Inc()
+			log.Error("signal process group", "signal", sig.String(), "pid", p.getPid(), "err", err)
+			continue
+		}
+		r.m.Signalled.WithLabelValues("ok").Inc()
+		log.Info("signalled process group", "signal", sig.String(), "pid", p.getPid())
+	}
+}
+
+func resolvedSignal(a *Action) syscall.Signal {
+	if a.Signal == 0 {
+		return syscall.SIGKILL
+	}
+	return a.Signal
+}
+
+// Shutdown refuses new actions, lets running ones finish until ctx is done,
+// then kills their process groups and waits for them to end. It returns
+// ctx's error when processes had to be killed.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+
+	r.mu.Lock()
+	var left []*proc
+	for _, set := range r.live {
+		for p := range set {
+			left = append(left, p)
+		}
+	}
+	r.mu.Unlock()
+	if len(left) == 0 {
+		<-done // the last process ended as the grace ran out
+		return nil
+	}
+	for _, p := range left {
+		r.log.Warn("shutdown grace over; killing process group", "name", p.action.Name, "cmd", p.action.Cmd, "pid", p.getPid())
+		if err := p.signal(syscall.SIGKILL); err != nil {
+			r.log.Error("kill process group", "pid", p.getPid(), "err", err)
+		}
+	}
+	// SIGKILL cannot be caught; what remains is reaping and closing output.
+	select {
+	case <-done:
+	case <-time.After(r.grace + time.Second):
+		r.log.Error("processes still running after shutdown")
+	}
+	return ctx.Err()
+}
+
+// track registers a process that is about to start, or tells why it must not.
+func (r *Runner) track(p *proc) (skip string, err error) {
+	a := p.action
+	s := slot{a.Key, a.Fingerprint}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return "", ErrShuttingDown
+	}
+	// Without a fingerprint there is nothing to count against, as before.
+	if a.Max > 0 && a.Fingerprint != "" && r.counts[s] >= a.Max {
+		return SkipFingerOver, nil
+	}
+	r.counts[s]++
+	set := r.live[a.Fingerprint]
+	if set == nil {
+		set = make(map[*proc]struct{})
+		r.live[a.Fingerprint] = set
+	}
+	set[p] = struct{}{}
+	r.wg.Add(1)
+	return "", nil
+}
+
+// untrack forgets a process that has ended or never started.
+func (r *Runner) untrack(p *proc) {
+	a := p.action
+	s := slot{a.Key, a.Fingerprint}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counts[s]--; r.counts[s] <= 0 {
+		delete(r.counts, s)
+	}
+	set := r.live[a.Fingerprint]
+	delete(set, p)
+	if len(set) == 0 {
+		delete(r.live, a.Fingerprint)
+	}
+	r.wg.Done()
+}

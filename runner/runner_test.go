@@ -1,0 +1,319 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// deadline bounds every wait in these tests; it is generous because process
+// start is slow and the machines are noisy. No test asserts a duration.
+const deadline = 20 * time.Second
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gone reports whether a process no longer runs (a zombie counts as gone).
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(fields) > 0 && fields[0] == "Z"
+}
+
+func readPid(t *testing.T, file string) int {
+	t.Helper()
+	var pid int
+	eventually(t, "pid file "+file, func() bool {
+		b, err := os.ReadFile(file)
+		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
+	return pid
+}
+
+// newRunner returns a runner whose metrics can be read and whose processes
+// are all gone when the test ends.
+func newRunner(t *testing.T, logs *bytes.Buffer) (*Runner, Metrics) {
+	t.Helper()
+	m := Metrics{
+		ProcessesCurrent: prometheus.NewGauge(prometheus.GaugeOpts{Name: "current"}),
+		Signalled:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signalled"}, []string{"result"}),
+		Skipped:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skipped"}, []string{"reason"}),
+		Errors:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"stage"}),
+	}
+	opts := Options{Metrics: m, Grace: 500 * time.Millisecond}
+	if logs != nil {
+		opts.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
+	}
+	r := New(opts)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // kill whatever a test left running
+		_ = r.Shutdown(ctx)
+	})
+	return r, m
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func TestRunEnvAndExitStatus(t *testing.T) {
+	r, m := newRunner(t, nil)
+	out := filepath.Join(t.TempDir(), "env")
+	results := r.Run([]Action{
+		{Name: "ok", Cmd: "sh", Args: []string{"-c", `printf '%s\n' "$AMX_STATUS" "$X" > "$1"`, "sh", out},
+			Env: []string{"AMX_STATUS=firing", "X=a b\nc"}},
+		{Name: "fails", Cmd: "sh", Args: []string{"-c", "exit 3"}},
+		{Name: "missing", Cmd: "/nonexistent/amx-test"},
+	})
+	if err := results[0].Err; err != nil || results[0].ExitCode != 0 || results[0].Pid == 0 {
+		t.Errorf("ok: %+v", results[0])
+	}
+	got, err := os.ReadFile(out)
+	if err != nil || string(got) != "firing\na b\nc\n" {
+		t.Errorf("env seen by the command = %q, %v", got, err)
+	}
+	if results[1].ExitCode != 3 || results[1].Err == nil || !strings.Contains(results[1].Err.Error(), "exit status 3") {
+		t.Errorf("fails: %+v", results[1])
+	}
+	if results[2].Err == nil || !strings.HasPrefix(results[2].Err.Error(), "start:") || results[2].ExitCode != -1 {
+		t.Errorf("missing: %+v", results[2])
+	}
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("start")); n != 1 {
+		t.Errorf("start errors = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(m.ProcessesCurrent); n != 0 {
+		t.Errorf("processes current = %v after all ended", n)
+	}
+}
+
+func TestOutputIsLoggedByLine(t *testing.T) {
+	var logs bytes.Buffer
+	r, _ := newRunner(t, &logs)
+	r.Run([]Action{{Name: "talk", Cmd: "sh", Args: []string{"-c", `echo one; echo two >&2; printf three`}}})
+	text := logs.String()
+	for _, want := range []string{
+		`msg=output name=talk cmd=sh fingerprint="" pid=`,
+		`stream=stdout line=one`,
+		`stream=stderr line=two`,
+		`stream=stdout line=three`,
+		`msg=finished`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestMaxUnderConcurrency starts 100 actions at once for one fingerprint with
+// max 3: exactly 3 run and 97 are skipped, then a resolve ends the 3.
+func TestMaxUnderConcurrency(t *testing.T) {
+	r, m := newRunner(t, nil)
+	a := Action{Name: "slow", Key: "sleep", Cmd: "sleep", Args: []string{"1000"}, Fingerprint: "fp1", Max: 3,
+		Signal: syscall.SIGTERM}
+	// Another command on the same fingerprint has its own count.
+	other := a
+	other.Key = "other"
+	other.Max = 1
+
+	var wg sync.WaitGroup
+	results := make([]Result, 100)
+	for i := range results {
+		wg.Go(func() { results[i] = r.Run([]Action{a})[0] })
+	}
+	otherDone := make(chan Result, 1)
+	go func() { otherDone <- r.Run([]Action{other})[0] }()
+
+	skipped := m.Skipped.WithLabelValues(SkipFingerOver)
+	eventually(t, "97 skips", func() bool { return testutil.ToFloat64(skipped) == 97 })
+	eventually(t, "4 live processes", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 4 })
+
+	r.Resolve([]string{"fp1"})
+	wg.Wait()
+	<-otherDone
+	ran := 0
+	for _, res := range results {
+		switch {
+		case res.Skipped == SkipFingerOver:
+		case res.Pid != 0:
+			ran++
+			var exit *exec.ExitError
+			if !errors.As(res.Err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+				t.Errorf("want the process ended by SIGTERM, got %v", res.Err)
+			}
+		default:
+			t.Errorf("neither ran nor skipped: %+v", res)
+		}
+	}
+	if ran != 3 {
+		t.Errorf("%d processes ran, want 3", ran)
+	}
+	if n := testutil.ToFloat64(m.Signalled.WithLabelValues("ok")); n != 4 {
+		t.Errorf("signalled ok = %v, want 4", n)
+	}
+	// The slots are free again.
+	res := r.Run([]Action{{Key: "sleep", Cmd: "true", Fingerprint: "fp1", Max: 3}})[0]
+	if res.Skipped != "" || res.Err != nil {
+		t.Errorf("after the resolve: %+v", res)
+	}
+}
+
+// TestResolveSignalsProcessGroup: a shell that traps the signal and a
+// grandchild that does not; both must be reached.
+func TestResolveSignalsProcessGroup(t *testing.T) {
+	r, m := newRunner(t, nil)
+	dir := t.TempDir()
+	script := `trap 'echo trapped > "$1/trapped"; exit 0' USR1
+sleep 1000 & echo $! > "$1/grandchild"
+wait`
+	done := make(chan Result, 1)
+	go func() {
+		done <- r.Run([]Action{{Name: "trap", Cmd: "sh", Args: []string{"-c", script, "sh", dir},
+			Fingerprint: "fp", Signal: syscall.SIGUSR1}})[0]
+	}()
+	grandchild := readPid(t, filepath.Join(dir, "grandchild"))
+
+	r.Resolve([]string{"other-fingerprint", ""})
+	if gone(grandchild) {
+		t.Fatal("a resolve of another fingerprint reached the process")
+	}
+	r.Resolve([]string{"fp"})
+	res := <-done
+	if res.Err != nil || res.ExitCode != 0 {
+		t.Errorf("want the trap to exit 0, got %+v", res)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "trapped")); err != nil || string(b) != "trapped\n" {
+		t.Errorf("trap did not run: %q %v", b, err)
+	}
+	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+	if n := testutil.ToFloat64(m.Signalled.WithLabelValues("ok")); n != 1 {
+		t.Errorf("signalled = %v", n)
+	}
+}
+
+func TestIgnoreResolved(t *testing.T) {
+	r, m := newRunner(t, nil)
+	done := make(chan Result, 1)
+	go func() {
+		done <- r.Run([]Action{{Cmd: "sleep", Args: []string{"1000"}, Fingerprint: "fp", IgnoreResolved: true}})[0]
+	}()
+	eventually(t, "process running", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 1 })
+	r.Resolve([]string{"fp"})
+	select {
+	case res := <-done:
+		t.Fatalf("a process with ignore_resolved ended on resolve: %+v", res)
+	default:
+	}
+	if n := testutil.ToFloat64(m.Signalled.WithLabelValues("ok")); n != 0 {
+		t.Errorf("signalled = %v, want 0", n)
+	}
+}
+
+// TestSignalBeforeStart: a resolve that reaches a process still starting is
+// delivered as soon as it has started.
+func TestSignalBeforeStart(t *testing.T) {
+	p := &proc{}
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.started(cmd.Process.Pid)
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("want SIGTERM, got %v", err)
+	}
+	p.markExited()
+	if err := p.signal(syscall.SIGKILL); err != nil {
+		t.Errorf("signal after exit = %v, want nil", err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	dir := t.TempDir()
+	// The shell ignores SIGTERM, so only the SIGKILL after the grace ends it.
+	script := `trap '' TERM; sleep 1000 & echo $! > "$1/grandchild"; while :; do sleep 1; done`
+	res := r.Run([]Action{{Cmd: "sh", Args: []string{"-c", script, "sh", dir}, Timeout: 200 * time.Millisecond}})[0]
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "timed out after 200ms") {
+		t.Errorf("err = %v", res.Err)
+	}
+	grandchild := readPid(t, filepath.Join(dir, "grandchild"))
+	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+}
+
+func TestShutdown(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	done := make(chan Result, 1)
+	go func() { done <- r.Run([]Action{{Cmd: "sleep", Args: []string{"1000"}}})[0] }()
+	eventually(t, "process running", func() bool { return r.wgCount() == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // grace already over
+	if err := r.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if res := <-done; res.Err == nil {
+		t.Errorf("the process should have been killed: %+v", res)
+	}
+	res := r.Run([]Action{{Cmd: "true"}})[0]
+	if !errors.Is(res.Err, ErrShuttingDown) {
+		t.Errorf("run after shutdown: %+v", res)
+	}
+	// With nothing running, shutdown returns at once.
+	if err := New(Options{}).Shutdown(ctx); err != nil {
+		t.Errorf("idle Shutdown = %v", err)
+	}
+}
+
+func (r *Runner) wgCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, set := range r.live {
+		n += len(set)
+	}
+	return n
+}
