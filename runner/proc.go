@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"sync"
@@ -18,10 +17,11 @@ type proc struct {
 	done   chan struct{} // closed when result is set
 	result Result
 
-	mu      sync.Mutex
-	pid     int            // 0 until started
-	pending syscall.Signal // a signal that arrived before the start
-	exited  bool           // the leader exited: its pid may be reused once reaped
+	mu       sync.Mutex
+	pid      int            // 0 until started
+	pending  syscall.Signal // a signal that arrived before the start
+	exited   bool           // the leader exited: its pid may be reused once reaped
+	resolved bool           // its alert resolved and it was signalled for it
 }
 
 // signal sends sig to the process group. A process that has not started yet
@@ -45,6 +45,21 @@ func killGroup(pid int, sig syscall.Signal) error {
 		return err
 	}
 	return nil
+}
+
+// resolve sends the resolved signal and remembers that the process was
+// asked to stop.
+func (p *proc) resolve(sig syscall.Signal) error {
+	p.mu.Lock()
+	p.resolved = !p.exited
+	p.mu.Unlock()
+	return p.signal(sig)
+}
+
+func (p *proc) wasResolved() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.resolved
 }
 
 func (p *proc) getPid() int {
@@ -131,20 +146,24 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 		r.m.ProcessesCurrent.Dec()
 		r.m.ProcessDuration.Observe(took.Seconds())
 
-		code := cmd.ProcessState.ExitCode()
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("timed out after %s", a.Timeout)
+		p.result = Result{Action: a, Pid: pid, ExitCode: cmd.ProcessState.ExitCode(), Duration: took}
+		attrs := []any{"pid", pid, "exit_code", p.result.ExitCode, "duration", took.Round(time.Millisecond)}
+		switch {
+		case p.wasResolved():
+			// Stopped on purpose: reporting it would make Alertmanager
+			// retry the firing notification and start it again.
+			p.result.Resolved = true
+			log.Info("ended after its alert resolved", append(attrs, "status", cmd.ProcessState.String())...)
+		case err != nil:
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("timed out after %s", a.Timeout)
+			}
+			r.m.Errors.WithLabelValues("command").Inc()
+			p.result.Err = fmt.Errorf("%s: %w", a.Cmd, err)
+			log.Warn("failed", append(attrs, "err", err)...)
+		default:
+			log.Info("finished", attrs...)
 		}
-		if err != nil {
-			err = fmt.Errorf("%s: %w", a.Cmd, err)
-		}
-		p.result = Result{Action: a, Pid: pid, Err: err, ExitCode: code, Duration: took}
-		level := slog.LevelInfo
-		if err != nil {
-			level = slog.LevelWarn
-		}
-		log.Log(context.Background(), level, "finished", "pid", pid, "exit_code", code,
-			"duration", took.Round(time.Millisecond), "err", err)
 	}()
 	return p, Result{}
 }

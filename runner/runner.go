@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // Action is one process to run: what to start and the rules it runs under.
@@ -52,8 +53,10 @@ type Result struct {
 	Pid    int
 	// Skipped is the reason the action did not run; empty when it ran.
 	Skipped string
-	// Err is why the process could not start or did not succeed.
-	Err error
+	// Err is why the process could not start or did not succeed. A process
+	// ended by its resolved signal did not fail: Err is nil and Resolved set.
+	Err      error
+	Resolved bool
 	// ExitCode is the exit status, or -1 when the process did not start or
 	// was ended by a signal.
 	ExitCode int
@@ -67,7 +70,7 @@ type Metrics struct {
 	ProcessDuration  prometheus.Observer
 	Signalled        *prometheus.CounterVec // label: result (ok, fail)
 	Skipped          *prometheus.CounterVec // label: reason
-	Errors           *prometheus.CounterVec // label: stage
+	Errors           *prometheus.CounterVec // label: stage (start, command)
 }
 
 // Options configure a Runner.
@@ -173,13 +176,13 @@ func (r *Runner) Resolve(fingerprints []string) {
 			continue
 		}
 		sig := resolvedSignal(a)
-		if err := p.signal(sig); err != nil {
+		if err := p.resolve(sig); err != nil {
 			r.m.Signalled.WithLabelValues("fail").Inc()
-			log.Error("signal process group", "signal", sig.String(), "pid", p.getPid(), "err", err)
+			log.Error("signal process group", "signal", unix.SignalName(sig), "pid", p.getPid(), "err", err)
 			continue
 		}
 		r.m.Signalled.WithLabelValues("ok").Inc()
-		log.Info("signalled process group", "signal", sig.String(), "pid", p.getPid())
+		log.Info("signalled process group", "signal", unix.SignalName(sig), "pid", p.getPid())
 	}
 }
 

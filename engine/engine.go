@@ -1,0 +1,147 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/amx-dev/amx/rules"
+	"github.com/amx-dev/amx/runner"
+)
+
+// Engine answers webhook notifications under the current rules.
+type Engine struct {
+	log     *slog.Logger
+	m       *metrics
+	run     *runner.Runner
+	maxBody int64
+	set     atomic.Pointer[rules.Set]
+	ready   atomic.Bool
+}
+
+// New returns an Engine for a loaded configuration.
+func New(cfg *rules.Config, log *slog.Logger) *Engine {
+	m := newMetrics()
+	e := &Engine{
+		log:     log,
+		m:       m,
+		run:     runner.New(runner.Options{Logger: log, Metrics: m.runner}),
+		maxBody: cfg.MaxBodyBytes,
+	}
+	e.set.Store(cfg.Set)
+	e.ready.Store(true)
+	return e
+}
+
+// Handler returns the HTTP routes: the webhook on every path not taken by
+// another route (the old executor answered on any path), health, readiness
+// and metrics.
+func (e *Engine) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", e.webhook)
+	mux.HandleFunc("/_health", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "All systems are functioning within normal specifications.\n")
+	})
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "OK\n")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !e.ready.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "OK\n")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(e.m.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// webhook receives one notification. Bad input is answered 4xx with a
+// one-line reason and nothing runs: Alertmanager does not retry 4xx. A 500
+// asks Alertmanager to retry, so it is kept for failures a retry can fix.
+func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
+	// POST is what Alertmanager sends; GET with a body is accepted because
+	// the old README replayed payloads with `curl -X GET --data-binary`.
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		w.Header().Set("Allow", "POST")
+		e.reject(w, "", http.StatusMethodNotAllowed, stageRead, fmt.Errorf("method %s not allowed: use POST", r.Method))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			e.reject(w, "", http.StatusRequestEntityTooLarge, stageRead,
+				fmt.Errorf("request body larger than max_body_bytes (%d)", e.maxBody))
+			return
+		}
+		e.reject(w, "", http.StatusBadRequest, stageRead, fmt.Errorf("read body: %w", err))
+		return
+	}
+	msg, err := Decode(body)
+	if err != nil {
+		e.reject(w, "", http.StatusBadRequest, stageUnmarshal, err)
+		return
+	}
+	failures := e.Handle(r.Context(), msg)
+	if len(failures) > 0 {
+		e.answer(w, msg.Status, http.StatusInternalServerError, strings.Join(failures, "\n"))
+		return
+	}
+	e.answer(w, msg.Status, http.StatusOK, "ok")
+}
+
+// Handle decides and runs one notification under the current rules, and
+// returns one line per failure that must be reported to Alertmanager.
+func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
+	plan := Decide(e.set.Load(), msg)
+	e.log.Info("notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
+		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved))
+	for _, s := range plan.Skips {
+		e.m.skipped.WithLabelValues(s.Reason).Inc()
+		e.log.Debug("skipped", "name", s.Name, "reason", s.Reason)
+	}
+	// Signal first: a process bound to an alert that resolved in this very
+	// notification must not outlive it, and new actions are never bound to
+	// resolved alerts, so they are not hit.
+	e.run.Resolve(plan.Resolved)
+	for _, res := range e.run.Run(plan.Actions) {
+		// A start refused because amx is stopping is amx's failure, not
+		// the command's: a retry reaches the restarted amx.
+		if res.Err != nil && (res.Action.NotifyOnFailure || errors.Is(res.Err, runner.ErrShuttingDown)) {
+			failures = append(failures, res.Action.Name+": "+res.Err.Error())
+		}
+	}
+	return failures
+}
+
+func (e *Engine) reject(w http.ResponseWriter, status string, code int, stage string, err error) {
+	e.m.errors.WithLabelValues(stage).Inc()
+	e.log.Warn("bad request", "code", code, "err", err)
+	e.answer(w, status, code, err.Error())
+}
+
+func (e *Engine) answer(w http.ResponseWriter, status string, code int, text string) {
+	if status == "" {
+		status = "invalid"
+	}
+	e.m.notifs.WithLabelValues(status, strconv.Itoa(code)).Inc()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	io.WriteString(w, text+"\n")
+}
+
+// Shutdown stops the engine: readiness fails, no new process starts, running
+// ones may finish until ctx is done, then their process groups are killed.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.ready.Store(false)
+	return e.run.Shutdown(ctx)
+}

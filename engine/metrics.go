@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/amx-dev/amx/runner"
+)
+
+// Error stages of am_executor_errors_total. The old executor's "read",
+// "unmarshal" and "start" keep their meaning.
+const (
+	stageRead      = "read"      // the request body could not be read, or was too large
+	stageUnmarshal = "unmarshal" // the body is not a valid notification
+	stageStart     = "start"     // a command could not start
+	stageCommand   = "command"   // a command exited non-zero or timed out
+)
+
+// metrics holds every collector amx exports. The am_executor_* names and
+// labels are the old executor's, so its dashboards and alerts keep working.
+type metrics struct {
+	reg       *prometheus.Registry
+	runner    runner.Metrics
+	errors    *prometheus.CounterVec
+	skipped   *prometheus.CounterVec
+	notifs    *prometheus.CounterVec
+	signalled *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	const ns = "am_executor"
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "errors", Name: "total",
+		Help: "Total number of errors while processing alerts.",
+	}, []string{"stage"})
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "skipped", Name: "total",
+		Help: "Total number of commands that were skipped instead of run for matching alerts.",
+	}, []string{"reason"})
+	m.signalled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "signalled", Name: "total",
+		Help: "Total number of active processes signalled due to alarm resolving.",
+	}, []string{"result"})
+	m.notifs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "notifications", Name: "total",
+		Help: "Webhook notifications received, by status and HTTP answer code.",
+	}, []string{"status", "code"})
+	current := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: "processes", Name: "current",
+		Help: "Current number of processes running.",
+	})
+	duration := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: "process", Name: "duration_seconds",
+		Help:    "Time the processes handling alerts ran.",
+		Buckets: []float64{1, 10, 60, 600, 900, 1800},
+	})
+	m.runner = runner.Metrics{
+		ProcessesCurrent: current,
+		ProcessDuration:  duration,
+		Signalled:        m.signalled,
+		Skipped:          m.skipped,
+		Errors:           m.errors,
+	}
+	m.reg.MustRegister(m.errors, m.skipped, m.signalled, m.notifs, current, duration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Export the label values operators alert on from the start, not only
+	// after the first occurrence.
+	for _, s := range []string{stageRead, stageUnmarshal, stageStart, stageCommand} {
+		m.errors.WithLabelValues(s)
+	}
+	for _, r := range []string{SkipNoMatch, runner.SkipFingerOver} {
+		m.skipped.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "fail"} {
+		m.signalled.WithLabelValues(r)
+	}
+	return m
+}
