@@ -1,0 +1,594 @@
+package main
+
+// End-to-end tests: the amx binary, built once, over real HTTP with real
+// processes and signals, and driven by a real Alertmanager.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// deadline bounds every wait: generous, because process start is slow and
+// these machines are noisy. No test asserts how long something took.
+const deadline = 30 * time.Second
+
+var amxBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "amx-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	amxBin = filepath.Join(dir, "amx")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", amxBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build amx:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// amx is a running amx process.
+type amx struct {
+	cmd  *exec.Cmd
+	addr string // host:port
+	done chan error
+
+	mu   sync.Mutex
+	logs bytes.Buffer
+}
+
+func (a *amx) Logs() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.logs.String()
+}
+
+var listeningRe = regexp.MustCompile(`msg=listening address=(\S+)`)
+
+// startAmx runs the binary with args and -l 127.0.0.1:0, and waits until it
+// listens. The process is stopped when the test ends.
+func startAmx(t *testing.T, args ...string) *amx {
+	t.Helper()
+	a := &amx{done: make(chan error, 1)}
+	a.cmd = exec.Command(amxBin, append([]string{"-l", "127.0.0.1:0"}, args...)...)
+	a.cmd.Env = append(os.Environ(), "AMX_E2E_PARENT=inherited")
+	stderr, err := a.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			a.mu.Lock()
+			a.logs.WriteString(s.Text() + "\n")
+			a.mu.Unlock()
+			if m := listeningRe.FindStringSubmatch(s.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		a.done <- a.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.done:
+		case <-time.After(deadline):
+			a.cmd.Process.Kill()
+			t.Errorf("amx did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("amx logs:\n%s", a.Logs())
+		}
+	})
+	select {
+	case a.addr = <-addr:
+	case err := <-a.done:
+		t.Fatalf("amx exited before listening: %v\n%s", err, a.Logs())
+	case <-time.After(deadline):
+		t.Fatalf("amx did not listen:\n%s", a.Logs())
+	}
+	return a
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func post(t *testing.T, client *http.Client, url, body string) (int, string) {
+	t.Helper()
+	if client == nil {
+		client = &http.Client{Timeout: deadline}
+	}
+	resp, err := client.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func payload(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("examples", "payloads", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readInt(t *testing.T, file string) int {
+	t.Helper()
+	var n int
+	eventually(t, file, func() bool {
+		b, err := os.ReadFile(file)
+		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
+			return false
+		}
+		n, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
+	return n
+}
+
+// gone reports whether a process no longer runs; a zombie counts as gone.
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(fields) > 0 && fields[0] == "Z"
+}
+
+// trapScript stays up until SIGUSR1, with a grandchild sleep that must go
+// too; it records its own and the grandchild's pid.
+const trapScript = `trap 'echo trapped >> "$0/trapped"; exit 0' USR1
+echo "$AMX_ALERT_1_FINGERPRINT" >> "$0/runs"
+sleep 1000 & echo $! > "$0/grandchild"
+wait`
+
+func TestCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		output string
+	}{
+		{"help", []string{"-h"}, 0, "Usage: amx [options] [script [args...]]"},
+		{"no command", nil, 1, "amx: invalid configuration:\nno command to run"},
+		{"bad config", []string{"-f", "rules/testdata/misspelt-match-labels.yml"}, 1,
+			`rules/testdata/misspelt-match-labels.yml:3:5: commands[0].match_lables: unknown field (did you mean "match_labels"?)`},
+		{"bad flag", []string{"-x"}, 2, "flag provided but not defined: -x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command(amxBin, tc.args...).CombinedOutput()
+			code := 0
+			if exit, ok := errors.AsType[*exec.ExitError](err); ok {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code || !strings.Contains(string(out), tc.output) {
+				t.Errorf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tc.code, tc.output)
+			}
+		})
+	}
+}
+
+// TestFiringRunsCommandWithEnv: a command given on the command line, as
+// with the old executor, sees the AMX_* variables and amx's own environment.
+func TestFiringRunsCommandWithEnv(t *testing.T) {
+	dir := t.TempDir()
+	a := startAmx(t, "sh", "-c", `env > "$0/env"`, dir)
+	code, answer := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-nodedown-truncated.json"))
+	if code != 200 || answer != "ok\n" {
+		t.Fatalf("answer %d %q", code, answer)
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"AMX_E2E_PARENT=inherited",
+		"AMX_STATUS=firing",
+		"AMX_ALERT_LEN=3",
+		"AMX_ALERT_3_FINGERPRINT=a520f39cefe7d7f4",
+		"AMX_LABEL_team=ops ünïcode ✓",
+		"AMX_ANNOTATION_description=Line one\nline two with \"quotes\" and $HOME and `ticks`\n",
+		"AMX_TRUNCATED_ALERTS=2",
+	} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("command env lacks %q", want)
+		}
+	}
+}
+
+// TestResolveSignalsProcessGroup: firing starts a long command, resolved
+// signals its whole process group; the firing answer then completes 200.
+func TestResolveSignalsProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+commands:
+  - cmd: sh
+    args: ["-c", %q, %q]
+    resolved_signal: SIGUSR1
+`, trapScript, dir))
+	a := startAmx(t, "-f", cfg)
+	url := "http://" + a.addr + "/"
+
+	type answer struct {
+		code int
+		body string
+	}
+	firing := make(chan answer, 1)
+	go func() {
+		code, body := post(t, nil, url, payload(t, "firing-rebootmachine.json"))
+		firing <- answer{code, body}
+	}()
+	grandchild := readInt(t, filepath.Join(dir, "grandchild"))
+
+	if code, body := post(t, nil, url, payload(t, "resolved-rebootmachine.json")); code != 200 {
+		t.Fatalf("resolved: %d %q", code, body)
+	}
+	if got := <-firing; got.code != 200 {
+		t.Errorf("the firing answer after the resolve: %d %q", got.code, got.body)
+	}
+	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+	if b, _ := os.ReadFile(filepath.Join(dir, "trapped")); string(b) != "trapped\n" {
+		t.Errorf("the trap ran %q", b)
+	}
+	if !strings.Contains(a.Logs(), `msg="signalled process group" name=commands[0] cmd=sh fingerprint=e630cdb7300ce41f signal=SIGUSR1`) {
+		t.Error("no log line for the signal")
+	}
+}
+
+func TestFailureAndBadInput(t *testing.T) {
+	a := startAmx(t, "sh", "-c", "echo failing >&2; exit 4")
+	url := "http://" + a.addr + "/"
+	code, body := post(t, nil, url, payload(t, "firing-highlatency.json"))
+	if code != 500 || body != "command line: sh: exit status 4\n" {
+		t.Errorf("failure: %d %q", code, body)
+	}
+	if !strings.Contains(a.Logs(), "stream=stderr line=failing") {
+		t.Error("command stderr not in the log")
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{`{"status":"firing"`, 400},
+		{`{"status":"pending","alerts":[{}]}`, 400},
+		{"", 400},
+	} {
+		if code, body := post(t, nil, url, tc.body); code != tc.code || strings.Count(body, "\n") != 1 {
+			t.Errorf("%q: %d %q", tc.body, code, body)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPatch, url, strings.NewReader("{}"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("PATCH: %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
+
+// TestMaxAcrossNotifications: 20 concurrent notifications for one alert and
+// a command with max 2 start exactly 2 processes.
+func TestMaxAcrossNotifications(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+commands:
+  - cmd: sh
+    args: ["-c", 'echo $$ >> "$0/runs"; exec sleep 1000', %q]
+    max: 2
+    resolved_signal: TERM
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	url := "http://" + a.addr + "/"
+	var wg sync.WaitGroup
+	codes := make(chan int, 20)
+	for range 20 {
+		wg.Go(func() {
+			code, _ := post(t, nil, url, payload(t, "firing-rebootmachine.json"))
+			codes <- code
+		})
+	}
+	eventually(t, "18 skipped", func() bool {
+		return metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) == 18
+	})
+	post(t, nil, url, payload(t, "resolved-rebootmachine.json"))
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != 200 {
+			t.Errorf("answer %d", code)
+		}
+	}
+	runs, _ := os.ReadFile(filepath.Join(dir, "runs"))
+	if n := strings.Count(string(runs), "\n"); n != 2 {
+		t.Errorf("%d processes ran, want 2", n)
+	}
+}
+
+func metric(t *testing.T, a *amx, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + a.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// TestShutdownKillsLeftovers: on SIGTERM, amx gives running commands the
+// grace, then kills their process groups, and exits 0 with no orphan left.
+func TestShutdownKillsLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+shutdown_grace: 500ms
+commands:
+  - cmd: sh
+    args: ["-c", 'trap "" TERM; sleep 1000 & echo $! > "$0/grandchild"; wait', %q]
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	answered := make(chan int, 1)
+	go func() {
+		code, _ := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-highlatency.json"))
+		answered <- code
+	}()
+	grandchild := readInt(t, filepath.Join(dir, "grandchild"))
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("amx exit: %v", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("amx did not exit")
+	}
+	a.done <- nil // for the cleanup
+	if code := <-answered; code != 500 {
+		t.Errorf("the open notification was answered %d, want 500 so that Alertmanager retries", code)
+	}
+	if !gone(grandchild) {
+		t.Errorf("grandchild %d survived the shutdown", grandchild)
+	}
+	if !strings.Contains(a.Logs(), "shutdown grace over; killing process group") {
+		t.Error("no log line for the kill")
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf("tls_crt: %s\ntls_key: %s\ncommands:\n  - cmd: \"true\"\n", certFile, keyFile))
+	a := startAmx(t, "-f", cfg)
+	client := &http.Client{Timeout: deadline, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if code, body := post(t, client, "https://"+a.addr+"/", payload(t, "firing-highlatency.json")); code != 200 {
+		t.Errorf("TLS: %d %q", code, body)
+	}
+	// Go's TLS server answers plain HTTP with a 400.
+	if resp, err := http.Post("http://"+a.addr+"/", "application/json", strings.NewReader("{}")); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP on the TLS listener: %d", resp.StatusCode)
+		}
+	}
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = writeFile(t, dir, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyFile = writeFile(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestAlertmanager drives amx with a real Alertmanager: an alert posted to
+// its API reaches amx and runs a command; its resolve signals the command.
+//
+// Alertmanager sends a resolve only for alerts whose firing notification it
+// logged as delivered, and a classic command keeps the answer open until it
+// exits. So the command has max 1: Alertmanager's next flush re-sends the
+// firing group, amx skips it and answers at once, and the resolve follows.
+func TestAlertmanager(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+commands:
+  - cmd: sh
+    args: ["-c", %q, %q]
+    max: 1
+    resolved_signal: SIGUSR1
+`, trapScript, dir))
+	a := startAmx(t, "-f", cfg)
+
+	amAddr := freeAddr(t)
+	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`
+route:
+  receiver: amx
+  group_by: [alertname]
+  group_wait: 100ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: amx
+    webhook_configs:
+      - url: http://%s/
+        send_resolved: true
+`, a.addr))
+	am := exec.Command(bin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am-data"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
+	var amLogs bytes.Buffer
+	am.Stdout, am.Stderr = &amLogs, &amLogs
+	if err := am.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		am.Process.Kill()
+		am.Wait()
+		if t.Failed() {
+			t.Logf("alertmanager logs:\n%s", amLogs.String())
+		}
+	})
+	eventually(t, "alertmanager ready", func() bool {
+		resp, err := http.Get("http://" + amAddr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	startsAt := time.Now().UTC()
+	postAlert := func(endsAt time.Time) {
+		alert := map[string]any{
+			"labels":      map[string]string{"alertname": "AmxEndToEnd", "instance": "host1"},
+			"annotations": map[string]string{"summary": "end-to-end test"},
+			"startsAt":    startsAt.Format(time.RFC3339Nano),
+		}
+		if !endsAt.IsZero() {
+			alert["endsAt"] = endsAt.Format(time.RFC3339Nano)
+		}
+		body, _ := json.Marshal([]any{alert})
+		if code, answer := post(t, nil, "http://"+amAddr+"/api/v2/alerts", string(body)); code != 200 {
+			t.Fatalf("post alert: %d %s", code, answer)
+		}
+	}
+	postAlert(time.Time{})
+
+	grandchild := readInt(t, filepath.Join(dir, "grandchild"))
+	runs, _ := os.ReadFile(filepath.Join(dir, "runs"))
+	fingerprint := strings.TrimSpace(string(runs))
+	if len(fingerprint) != 16 {
+		t.Fatalf("the command saw fingerprint %q", fingerprint)
+	}
+	// Wait for Alertmanager's re-send to be skipped by max and answered.
+	eventually(t, "a re-sent notification skipped by max", func() bool {
+		return metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) >= 1
+	})
+	postAlert(time.Now().UTC())
+
+	eventually(t, "the command trapped SIGUSR1", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "trapped"))
+		return string(b) == "trapped\n"
+	})
+	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+	if !strings.Contains(a.Logs(), "fingerprint="+fingerprint+" signal=SIGUSR1") {
+		t.Errorf("no signal logged for %s", fingerprint)
+	}
+}
+
+func alertmanagerBinary(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("Alertmanager is missing under CI: .ci/run must install prometheus-alertmanager")
+	}
+	t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager); CI runs this test")
+	return ""
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
