@@ -72,6 +72,13 @@ func (a *amx) Logs() string {
 	return a.logs.String()
 }
 
+// waitLog waits until amx has logged a line containing want. Reading the log
+// pipe trails amx's writes, so a log assertion must wait, not look once.
+func (a *amx) waitLog(t *testing.T, want string) {
+	t.Helper()
+	eventually(t, "log "+want, func() bool { return strings.Contains(a.Logs(), want) })
+}
+
 var listeningRe = regexp.MustCompile(`msg=listening address=(\S+)`)
 
 // startAmx runs the binary with args and -l 127.0.0.1:0, and waits until it
@@ -290,8 +297,48 @@ commands:
 	if b, _ := os.ReadFile(filepath.Join(dir, "trapped")); string(b) != "trapped\n" {
 		t.Errorf("the trap ran %q", b)
 	}
-	if !strings.Contains(a.Logs(), `msg="signalled process group" name=commands[0] cmd=sh fingerprint=e630cdb7300ce41f signal=SIGUSR1`) {
-		t.Error("no log line for the signal")
+	a.waitLog(t, `msg="signalled process group" name=commands[0] cmd=sh fingerprint=e630cdb7300ce41f signal=SIGUSR1`)
+}
+
+// TestResolvedAlertInFiringGroup replays Alertmanager 0.25's recordings: a
+// process bound to db1's alert is signalled by a *firing* notification that
+// carries db1 as resolved, and the new process binds to db2, still firing.
+func TestResolvedAlertInFiringGroup(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+commands:
+  - cmd: sh
+    args: ["-c", 'echo "$$ $AMX_ALERT_1_STATUS" >> "$0/runs"; exec sleep 1000', %q]
+    resolved_signal: SIGTERM
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	url := "http://" + a.addr + "/"
+	answers := make(chan int, 2)
+	send := func(name string) {
+		go func() {
+			code, _ := post(t, nil, url, payload(t, name))
+			answers <- code
+		}()
+	}
+	lines := func() []string {
+		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+
+	send("firing-diskfull-two-alerts.json") // binds to db1, 0aa7859a3dd8b47b
+	eventually(t, "first process", func() bool { return len(lines()) == 1 && lines()[0] != "" })
+	send("firing-diskfull-one-alert-resolved.json") // db1 resolved, db2 firing
+	if code := <-answers; code != 200 {
+		t.Errorf("first firing answer: %d", code)
+	}
+	eventually(t, "second process", func() bool { return len(lines()) == 2 })
+	a.waitLog(t, "fingerprint=0aa7859a3dd8b47b signal=SIGTERM")
+	a.waitLog(t, "msg=started name=commands[0] cmd=sh fingerprint=8bc64ed21b99e322")
+	if code, _ := post(t, nil, url, payload(t, "resolved-diskfull.json")); code != 200 {
+		t.Errorf("resolved: %d", code)
+	}
+	if code := <-answers; code != 200 {
+		t.Errorf("second firing answer: %d", code)
 	}
 }
 
@@ -302,9 +349,7 @@ func TestFailureAndBadInput(t *testing.T) {
 	if code != 500 || body != "command line: sh: exit status 4\n" {
 		t.Errorf("failure: %d %q", code, body)
 	}
-	if !strings.Contains(a.Logs(), "stream=stderr line=failing") {
-		t.Error("command stderr not in the log")
-	}
+	a.waitLog(t, "stream=stderr line=failing")
 	for _, tc := range []struct {
 		body string
 		code int
@@ -416,9 +461,7 @@ commands:
 	if !gone(grandchild) {
 		t.Errorf("grandchild %d survived the shutdown", grandchild)
 	}
-	if !strings.Contains(a.Logs(), "shutdown grace over; killing process group") {
-		t.Error("no log line for the kill")
-	}
+	a.waitLog(t, "shutdown grace over; killing process group")
 }
 
 func TestTLS(t *testing.T) {
@@ -562,9 +605,7 @@ receivers:
 		return string(b) == "trapped\n"
 	})
 	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
-	if !strings.Contains(a.Logs(), "fingerprint="+fingerprint+" signal=SIGUSR1") {
-		t.Errorf("no signal logged for %s", fingerprint)
-	}
+	a.waitLog(t, "fingerprint="+fingerprint+" signal=SIGUSR1")
 }
 
 func alertmanagerBinary(t *testing.T) string {

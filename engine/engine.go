@@ -102,7 +102,7 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 // returns one line per failure that must be reported to Alertmanager.
 func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	plan := Decide(e.set.Load(), msg)
-	e.log.Info("notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
+	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
 		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved))
 	for _, s := range plan.Skips {
 		e.m.skipped.WithLabelValues(s.Reason).Inc()

@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+
+	"github.com/amx-dev/amx/rules"
+)
+
+// BenchmarkWebhookNoMatch measures one notification through the HTTP handler
+// (read, decode, decide, answer) with a command that does not match, so
+// nothing is spawned: amx's own cost per notification.
+func BenchmarkWebhookNoMatch(b *testing.B) {
+	body, err := os.ReadFile("../examples/payloads/firing-diskfull-two-alerts.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := &rules.Config{MaxBodyBytes: rules.DefaultMaxBodyBytes, Set: &rules.Set{Commands: []*rules.Command{
+		{Name: "commands[0]", Cmd: "true", MatchLabels: map[string]string{"alertname": "Other"}},
+	}}}
+	h := New(cfg, slog.New(slog.DiscardHandler)).Handler()
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
+		if rec.Code != http.StatusOK {
+			b.Fatalf("answer %d", rec.Code)
+		}
+	}
+}
+
+// BenchmarkDecide measures the pure decide step for the example config,
+// including the AMX_* environment of a matching notification.
+func BenchmarkDecide(b *testing.B) {
+	cfg, err := rules.Load(rules.Source{File: "../examples/executor.yml"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := os.ReadFile("../examples/payloads/firing-highlatency.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := Decode(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if p := Decide(cfg.Set, m); len(p.Actions) != 3 {
+			b.Fatalf("%d actions", len(p.Actions))
+		}
+	}
+}
