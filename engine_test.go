@@ -30,11 +30,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/amx-dev/amx/runner/runnertest"
 )
 
-// deadline bounds every wait: generous, because process start is slow and
-// these machines are noisy. No test asserts how long something took.
-const deadline = 30 * time.Second
+// deadline bounds every wait: see runnertest.Deadline.
+const deadline = runnertest.Deadline
 
 var amxBin string
 
@@ -76,7 +77,7 @@ func (a *amx) Logs() string {
 // pipe trails amx's writes, so a log assertion must wait, not look once.
 func (a *amx) waitLog(t *testing.T, want string) {
 	t.Helper()
-	eventually(t, "log "+want, func() bool { return strings.Contains(a.Logs(), want) })
+	runnertest.Eventually(t, "log "+want, func() bool { return strings.Contains(a.Logs(), want) })
 }
 
 var listeningRe = regexp.MustCompile(`msg=listening address=(\S+)`)
@@ -160,44 +161,6 @@ func payload(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func readInt(t *testing.T, file string) int {
-	t.Helper()
-	var n int
-	eventually(t, file, func() bool {
-		b, err := os.ReadFile(file)
-		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
-			return false
-		}
-		n, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil
-	})
-	return n
-}
-
-// gone reports whether a process no longer runs; a zombie counts as gone.
-func gone(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	return len(fields) > 0 && fields[0] == "Z"
 }
 
 // trapScript stays up until SIGUSR1, with a grandchild sleep that must go
@@ -285,7 +248,7 @@ commands:
 		code, body := post(t, nil, url, payload(t, "firing-rebootmachine.json"))
 		firing <- answer{code, body}
 	}()
-	grandchild := readInt(t, filepath.Join(dir, "grandchild"))
+	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
 
 	if code, body := post(t, nil, url, payload(t, "resolved-rebootmachine.json")); code != 200 {
 		t.Fatalf("resolved: %d %q", code, body)
@@ -293,7 +256,7 @@ commands:
 	if got := <-firing; got.code != 200 {
 		t.Errorf("the firing answer after the resolve: %d %q", got.code, got.body)
 	}
-	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+	runnertest.Eventually(t, "grandchild gone", func() bool { return runnertest.Gone(grandchild) })
 	if b, _ := os.ReadFile(filepath.Join(dir, "trapped")); string(b) != "trapped\n" {
 		t.Errorf("the trap ran %q", b)
 	}
@@ -326,12 +289,12 @@ commands:
 	}
 
 	send("firing-diskfull-two-alerts.json") // binds to db1, 0aa7859a3dd8b47b
-	eventually(t, "first process", func() bool { return len(lines()) == 1 && lines()[0] != "" })
+	runnertest.Eventually(t, "first process", func() bool { return len(lines()) == 1 && lines()[0] != "" })
 	send("firing-diskfull-one-alert-resolved.json") // db1 resolved, db2 firing
 	if code := <-answers; code != 200 {
 		t.Errorf("first firing answer: %d", code)
 	}
-	eventually(t, "second process", func() bool { return len(lines()) == 2 })
+	runnertest.Eventually(t, "second process", func() bool { return len(lines()) == 2 })
 	a.waitLog(t, "fingerprint=0aa7859a3dd8b47b signal=SIGTERM")
 	a.waitLog(t, "msg=started name=commands[0] cmd=sh fingerprint=8bc64ed21b99e322")
 	if code, _ := post(t, nil, url, payload(t, "resolved-diskfull.json")); code != 200 {
@@ -394,7 +357,7 @@ commands:
 			codes <- code
 		})
 	}
-	eventually(t, "18 skipped", func() bool {
+	runnertest.Eventually(t, "18 skipped", func() bool {
 		return metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) == 18
 	})
 	post(t, nil, url, payload(t, "resolved-rebootmachine.json"))
@@ -444,7 +407,7 @@ commands:
 		code, _ := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-highlatency.json"))
 		answered <- code
 	}()
-	grandchild := readInt(t, filepath.Join(dir, "grandchild"))
+	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-a.done:
@@ -458,7 +421,7 @@ commands:
 	if code := <-answered; code != 500 {
 		t.Errorf("the open notification was answered %d, want 500 so that Alertmanager retries", code)
 	}
-	if !gone(grandchild) {
+	if !runnertest.Gone(grandchild) {
 		t.Errorf("grandchild %d survived the shutdown", grandchild)
 	}
 	a.waitLog(t, "shutdown grace over; killing process group")
@@ -562,7 +525,7 @@ receivers:
 			t.Logf("alertmanager logs:\n%s", amLogs.String())
 		}
 	})
-	eventually(t, "alertmanager ready", func() bool {
+	runnertest.Eventually(t, "alertmanager ready", func() bool {
 		resp, err := http.Get("http://" + amAddr + "/-/ready")
 		if err != nil {
 			return false
@@ -588,23 +551,23 @@ receivers:
 	}
 	postAlert(time.Time{})
 
-	grandchild := readInt(t, filepath.Join(dir, "grandchild"))
+	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
 	runs, _ := os.ReadFile(filepath.Join(dir, "runs"))
 	fingerprint := strings.TrimSpace(string(runs))
 	if len(fingerprint) != 16 {
 		t.Fatalf("the command saw fingerprint %q", fingerprint)
 	}
 	// Wait for Alertmanager's re-send to be skipped by max and answered.
-	eventually(t, "a re-sent notification skipped by max", func() bool {
+	runnertest.Eventually(t, "a re-sent notification skipped by max", func() bool {
 		return metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) >= 1
 	})
 	postAlert(time.Now().UTC())
 
-	eventually(t, "the command trapped SIGUSR1", func() bool {
+	runnertest.Eventually(t, "the command trapped SIGUSR1", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "trapped"))
 		return string(b) == "trapped\n"
 	})
-	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+	runnertest.Eventually(t, "grandchild gone", func() bool { return runnertest.Gone(grandchild) })
 	a.waitLog(t, "fingerprint="+fingerprint+" signal=SIGUSR1")
 }
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,49 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/amx-dev/amx/runner/runnertest"
 )
-
-// deadline bounds every wait in these tests; it is generous because process
-// start is slow and the machines are noisy. No test asserts a duration.
-const deadline = 20 * time.Second
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// gone reports whether a process no longer runs (a zombie counts as gone).
-func gone(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	return len(fields) > 0 && fields[0] == "Z"
-}
-
-func readPid(t *testing.T, file string) int {
-	t.Helper()
-	var pid int
-	eventually(t, "pid file "+file, func() bool {
-		b, err := os.ReadFile(file)
-		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
-			return false
-		}
-		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil
-	})
-	return pid
-}
 
 // newRunner returns a runner whose metrics can be read and whose processes
 // are all gone when the test ends.
@@ -163,8 +122,8 @@ func TestMaxUnderConcurrency(t *testing.T) {
 	go func() { otherDone <- r.Run([]Action{other})[0] }()
 
 	skipped := m.Skipped.WithLabelValues(SkipFingerOver)
-	eventually(t, "97 skips", func() bool { return testutil.ToFloat64(skipped) == 97 })
-	eventually(t, "4 live processes", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 4 })
+	runnertest.Eventually(t, "97 skips", func() bool { return testutil.ToFloat64(skipped) == 97 })
+	runnertest.Eventually(t, "4 live processes", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 4 })
 
 	r.Resolve([]string{"fp1"})
 	wg.Wait()
@@ -209,10 +168,10 @@ wait`
 		done <- r.Run([]Action{{Name: "trap", Cmd: "sh", Args: []string{"-c", script, "sh", dir},
 			Fingerprint: "fp", Signal: syscall.SIGUSR1}})[0]
 	}()
-	grandchild := readPid(t, filepath.Join(dir, "grandchild"))
+	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
 
 	r.Resolve([]string{"other-fingerprint", ""})
-	if gone(grandchild) {
+	if runnertest.Gone(grandchild) {
 		t.Fatal("a resolve of another fingerprint reached the process")
 	}
 	r.Resolve([]string{"fp"})
@@ -223,7 +182,7 @@ wait`
 	if b, err := os.ReadFile(filepath.Join(dir, "trapped")); err != nil || string(b) != "trapped\n" {
 		t.Errorf("trap did not run: %q %v", b, err)
 	}
-	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+	runnertest.Eventually(t, "grandchild gone", func() bool { return runnertest.Gone(grandchild) })
 	if n := testutil.ToFloat64(m.Signalled.WithLabelValues("ok")); n != 1 {
 		t.Errorf("signalled = %v", n)
 	}
@@ -235,7 +194,7 @@ func TestIgnoreResolved(t *testing.T) {
 	go func() {
 		done <- r.Run([]Action{{Cmd: "sleep", Args: []string{"1000"}, Fingerprint: "fp", IgnoreResolved: true}})[0]
 	}()
-	eventually(t, "process running", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 1 })
+	runnertest.Eventually(t, "process running", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 1 })
 	r.Resolve([]string{"fp"})
 	select {
 	case res := <-done:
@@ -280,15 +239,15 @@ func TestTimeout(t *testing.T) {
 	if res.Err == nil || !strings.Contains(res.Err.Error(), "timed out after 200ms") {
 		t.Errorf("err = %v", res.Err)
 	}
-	grandchild := readPid(t, filepath.Join(dir, "grandchild"))
-	eventually(t, "grandchild gone", func() bool { return gone(grandchild) })
+	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
+	runnertest.Eventually(t, "grandchild gone", func() bool { return runnertest.Gone(grandchild) })
 }
 
 func TestShutdown(t *testing.T) {
 	r, _ := newRunner(t, nil)
 	done := make(chan Result, 1)
 	go func() { done <- r.Run([]Action{{Cmd: "sleep", Args: []string{"1000"}}})[0] }()
-	eventually(t, "process running", func() bool { return r.wgCount() == 1 })
+	runnertest.Eventually(t, "process running", func() bool { return r.wgCount() == 1 })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // grace already over
