@@ -72,22 +72,22 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 	// the old README replayed payloads with `curl -X GET --data-binary`.
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		w.Header().Set("Allow", "POST")
-		e.reject(w, "", http.StatusMethodNotAllowed, stageRead, fmt.Errorf("method %s not allowed: use POST", r.Method))
+		e.reject(w, http.StatusMethodNotAllowed, stageRead, fmt.Errorf("method %s not allowed: use POST", r.Method))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.maxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			e.reject(w, "", http.StatusRequestEntityTooLarge, stageRead,
+			e.reject(w, http.StatusRequestEntityTooLarge, stageRead,
 				fmt.Errorf("request body larger than max_body_bytes (%d)", e.maxBody))
 			return
 		}
-		e.reject(w, "", http.StatusBadRequest, stageRead, fmt.Errorf("read body: %w", err))
+		e.reject(w, http.StatusBadRequest, stageRead, fmt.Errorf("read body: %w", err))
 		return
 	}
 	msg, err := Decode(body)
 	if err != nil {
-		e.reject(w, "", http.StatusBadRequest, stageUnmarshal, err)
+		e.reject(w, http.StatusBadRequest, stageUnmarshal, err)
 		return
 	}
 	failures := e.Handle(r.Context(), msg)
@@ -122,16 +122,13 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	return failures
 }
 
-func (e *Engine) reject(w http.ResponseWriter, status string, code int, stage string, err error) {
+func (e *Engine) reject(w http.ResponseWriter, code int, stage string, err error) {
 	e.m.errors.WithLabelValues(stage).Inc()
 	e.log.Warn("bad request", "code", code, "err", err)
-	e.answer(w, status, code, err.Error())
+	e.answer(w, "invalid", code, err.Error())
 }
 
 func (e *Engine) answer(w http.ResponseWriter, status string, code int, text string) {
-	if status == "" {
-		status = "invalid"
-	}
 	e.m.notifs.WithLabelValues(status, strconv.Itoa(code)).Inc()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -193,7 +193,7 @@ func (cfg *Config) parse(file string, data []byte) error {
 // command decodes one entry of commands[].
 func (d *decoder) command(n *yaml.Node, path string) *Command {
 	c := &Command{Name: path, NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
-	var max int64
+	var maxProcs int64
 	seenCmd := false
 	d.mapping(n, path, map[string]field{
 		"cmd":               func(n *yaml.Node, p string) { d.str(n, p, &c.Cmd); seenCmd = true },
@@ -203,7 +203,7 @@ func (d *decoder) command(n *yaml.Node, path string) *Command {
 		"ignore_resolved":   func(n *yaml.Node, p string) { d.boolean(n, p, &c.IgnoreResolved) },
 		"timeout":           func(n *yaml.Node, p string) { d.duration(n, p, &c.Timeout) },
 		// The old executor read zero or a negative max as "no limit".
-		"max": func(n *yaml.Node, p string) { d.integer(n, p, &max); c.Max = int(clamp(max)) },
+		"max": func(n *yaml.Node, p string) { d.integer(n, p, &maxProcs); c.Max = int(clamp(maxProcs)) },
 		"resolved_signal": func(n *yaml.Node, p string) {
 			var s string
 			d.str(n, p, &s)

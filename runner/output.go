@@ -24,20 +24,21 @@ func (w *lineLogger) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, b...)
+	start := 0
 	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
+		rest := w.buf[start:]
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 && i <= maxLine {
+			w.emit(rest[:i])
+			start += i + 1
+		} else if len(rest) >= maxLine {
+			w.emit(rest[:maxLine])
+			start += maxLine
+		} else {
 			break
 		}
-		w.emit(w.buf[:i])
-		w.buf = w.buf[i+1:]
 	}
-	for len(w.buf) >= maxLine {
-		w.emit(w.buf[:maxLine])
-		w.buf = w.buf[maxLine:]
-	}
-	// Reuse the buffer's start instead of growing it forever.
-	w.buf = append(w.buf[:0:0], w.buf...)
+	// Keep only the unfinished line, at the start of the same buffer.
+	w.buf = w.buf[:copy(w.buf, w.buf[start:])]
 	return len(b), nil
 }
 

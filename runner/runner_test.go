@@ -3,11 +3,13 @@ package runner
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,4 +277,26 @@ func (r *Runner) wgCount() int {
 		n += len(set)
 	}
 	return n
+}
+
+func TestLineLoggerSplitsAndCaps(t *testing.T) {
+	var logs bytes.Buffer
+	w := &lineLogger{log: slog.New(slog.NewJSONHandler(&logs, nil)), stream: "stdout", pid: func() int { return 7 }}
+	long := strings.Repeat("x", maxLine+10)
+	for _, chunk := range []string{"ab", "c\nde", "f\n\n", long + "\n", "tail"} {
+		w.Write([]byte(chunk))
+	}
+	w.flush()
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Line string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec.Line)
+	}
+	want := []string{"abc", "def", "", long[:maxLine], long[maxLine:], "tail"}
+	if !slices.Equal(got, want) {
+		t.Errorf("lines = %.60q, want %.60q", got, want)
+	}
 }
