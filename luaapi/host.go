@@ -1,0 +1,177 @@
+package luaapi
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/amx-dev/amx/rules"
+)
+
+// exec(cmd, arg, ...) or exec{cmd, arg, ..., max=, resolved_signal=,
+// ignore_resolved=, timeout=, notify_on_failure=, stdin=} records an Exec.
+func (s *state) exec(L *lua.LState) int {
+	inv := s.cur
+	e := Exec{Line: currentLine(L)}
+	if t, ok := L.Get(1).(*lua.LTable); ok && L.GetTop() == 1 {
+		// The positional items are 1..n without a gap; t.Len() is only a
+		// border and may jump over holes.
+		n := 0
+		for v := t.RawGetInt(1); v != lua.LNil; v = t.RawGetInt(n + 1) {
+			n++
+			e.Args = append(e.Args, argString(L, 1, v, fmt.Sprintf("item %d", n)))
+		}
+		t.ForEach(func(k, v lua.LValue) {
+			if num, ok := k.(lua.LNumber); ok && float64(num) == float64(int(num)) && int(num) >= 1 && int(num) <= n {
+				return // positional, read above
+			}
+			option(L, &e, k, v)
+		})
+	} else {
+		for i := 1; i <= L.GetTop(); i++ {
+			e.Args = append(e.Args, argString(L, i, L.Get(i), ""))
+		}
+	}
+	if len(e.Args) == 0 || e.Args[0] == "" {
+		L.ArgError(1, "command expected")
+	}
+	e.Cmd, e.Args = e.Args[0], e.Args[1:]
+	if !inv.res.Skipped {
+		inv.res.Execs = append(inv.res.Execs, e)
+	}
+	return 0
+}
+
+// argString accepts a string or a number as a command argument; anything
+// else is the script's mistake, reported with its line.
+func argString(L *lua.LState, n int, v lua.LValue, what string) string {
+	var s string
+	switch v := v.(type) {
+	case lua.LString:
+		s = string(v)
+	case lua.LNumber:
+		s = v.String()
+	default:
+		if what != "" {
+			what += ": "
+		}
+		L.ArgError(n, fmt.Sprintf("%sstring or number expected, got %s", what, v.Type()))
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		L.ArgError(n, "argument contains a NUL byte")
+	}
+	return s
+}
+
+func option(L *lua.LState, e *Exec, k, v lua.LValue) {
+	key, ok := k.(lua.LString)
+	if !ok {
+		L.ArgError(1, fmt.Sprintf("unexpected key %s", k.String()))
+	}
+	bad := func(want string) {
+		L.ArgError(1, fmt.Sprintf("option %s: want %s, got %s", key, want, v.Type()))
+	}
+	switch key {
+	case "max":
+		n, ok := v.(lua.LNumber)
+		if !ok || n < 0 || float64(n) != float64(int(n)) {
+			bad("a non-negative integer")
+		}
+		m := int(n)
+		e.Max = &m
+	case "resolved_signal":
+		sig, err := rules.ParseSignal(v.String())
+		if _, isStr := v.(lua.LString); (!isStr && v.Type() != lua.LTNumber) || err != nil {
+			bad("a signal name or number")
+		}
+		n := int(sig)
+		e.ResolvedSignal = &n
+	case "ignore_resolved", "notify_on_failure":
+		b, ok := v.(lua.LBool)
+		if !ok {
+			bad("a boolean")
+		}
+		val := bool(b)
+		if key == "ignore_resolved" {
+			e.IgnoreResolved = &val
+		} else {
+			e.NotifyOnFailure = &val
+		}
+	case "timeout":
+		var d time.Duration
+		var err error
+		switch v := v.(type) {
+		case lua.LString:
+			d, err = time.ParseDuration(string(v))
+		case lua.LNumber:
+			d = time.Duration(float64(v) * float64(time.Second))
+		default:
+			bad(`a duration ("10m") or seconds`)
+		}
+		if err != nil || d < 0 {
+			bad(`a duration ("10m") or seconds`)
+		}
+		e.Timeout = &d
+	case "stdin":
+		str, ok := v.(lua.LString)
+		if !ok {
+			bad("a string")
+		}
+		in := string(str)
+		e.Stdin = &in
+	default:
+		L.ArgError(1, fmt.Sprintf("unknown option %s", key))
+	}
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// env(name, value) adds a variable to every command this invocation execs.
+func (s *state) env(L *lua.LState) int {
+	name := L.CheckString(1)
+	if !envName.MatchString(name) {
+		L.ArgError(1, fmt.Sprintf("invalid environment variable name %q", name))
+	}
+	if strings.HasPrefix(name, "AMX_") {
+		L.ArgError(1, fmt.Sprintf("%s: AMX_ names are reserved for amx", name))
+	}
+	value := argString(L, 2, L.Get(2), "")
+	s.cur.res.Env = append(s.cur.res.Env, name+"="+value)
+	return 0
+}
+
+// skip(reason) ends the invocation; nothing it exec'd runs. It stays
+// skipped even if the script catches the error with pcall.
+func (s *state) skip(L *lua.LState) int {
+	res := &s.cur.res
+	res.Skipped = true
+	res.SkipReason = L.OptString(1, "")
+	res.Execs = nil
+	L.RaiseError("skip: %s", res.SkipReason)
+	return 0
+}
+
+// log(...) writes a debug line tagged with route and fingerprint.
+func (s *state) log(L *lua.LState) int {
+	parts := make([]string, L.GetTop())
+	for i := range parts {
+		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
+	}
+	s.cur.log.Debug("lua", "line", currentLine(L), "message", strings.Join(parts, " "))
+	return 0
+}
+
+// currentLine is the line of the script that called a host function.
+func currentLine(L *lua.LState) int {
+	dbg, ok := L.GetStack(1)
+	if !ok {
+		return 0
+	}
+	if _, err := L.GetInfo("l", dbg, lua.LNil); err != nil {
+		return 0
+	}
+	return dbg.CurrentLine
+}

@@ -1,0 +1,244 @@
+package luaapi
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func notification() *Notification {
+	return &Notification{
+		Receiver: "executor", Status: "firing", GroupKey: "{}:{alertname=\"DiskFull\"}",
+		GroupLabels:  map[string]string{"alertname": "DiskFull"},
+		CommonLabels: map[string]string{"alertname": "DiskFull", "job": "node"},
+		ExternalURL:  "http://am:9093", TruncatedAlerts: 1,
+		Alerts: []Alert{
+			{Status: "firing", Fingerprint: "0aa7859a3dd8b47b", StartsAt: 1795516111,
+				Labels:      map[string]string{"alertname": "DiskFull", "instance": "db1:9100", "mountpoint": "/var"},
+				Annotations: map[string]string{"runbook_url": "https://runbooks.example/disk"}},
+			{Status: "resolved", Fingerprint: "8bc64ed21b99e322", StartsAt: 1795516058, EndsAt: 1795516058,
+				Labels: map[string]string{"alertname": "DiskFull", "instance": "db2:9100"}},
+		},
+	}
+}
+
+func run(t *testing.T, src string) (Result, error) {
+	t.Helper()
+	s, err := Compile("rule.lua", src)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return NewVM(time.Second, nil).Run(context.Background(), s, "route", notification(), 0)
+}
+
+func TestCompileErrors(t *testing.T) {
+	for _, tc := range []struct{ src, err string }{
+		{"exec('a')\nexec('b')\nlocal = 3", "rule.lua:3: syntax error near '='"},
+		{"if x then\n  exec('a')\n", "rule.lua:2: syntax error at the end of the script"},
+	} {
+		_, err := Compile("rule.lua", tc.src)
+		if err == nil || err.Error() != tc.err {
+			t.Errorf("Compile(%q) = %v, want %q", tc.src, err, tc.err)
+		}
+	}
+}
+
+func TestHostFunctions(t *testing.T) {
+	res, err := run(t, `
+env("RUNBOOK", alert.annotations.runbook_url)
+env("PORT", 9100)
+exec("/usr/local/bin/cleanup", alert.labels.instance, alert.labels.mountpoint, 3)
+exec{"/bin/page", "--urgent", max = 1, resolved_signal = "term", ignore_resolved = true,
+     notify_on_failure = false, timeout = "10m", stdin = msg.group_key}
+exec{"x", timeout = 1.5}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Env, []string{"RUNBOOK=https://runbooks.example/disk", "PORT=9100"}) {
+		t.Errorf("env = %q", res.Env)
+	}
+	if len(res.Execs) != 3 {
+		t.Fatalf("execs = %+v", res.Execs)
+	}
+	e := res.Execs[0]
+	if e.Cmd != "/usr/local/bin/cleanup" || !slices.Equal(e.Args, []string{"db1:9100", "/var", "3"}) || e.Line != 4 ||
+		e.Max != nil || e.Timeout != nil {
+		t.Errorf("exec 1 = %+v", e)
+	}
+	e = res.Execs[1]
+	if e.Cmd != "/bin/page" || !slices.Equal(e.Args, []string{"--urgent"}) || *e.Max != 1 ||
+		*e.ResolvedSignal != int(syscall.SIGTERM) || !*e.IgnoreResolved || *e.NotifyOnFailure ||
+		*e.Timeout != 10*time.Minute || *e.Stdin != `{}:{alertname="DiskFull"}` || e.Line != 5 {
+		t.Errorf("exec 2 = %+v", e)
+	}
+	if *res.Execs[2].Timeout != 1500*time.Millisecond {
+		t.Errorf("timeout in seconds = %v", *res.Execs[2].Timeout)
+	}
+}
+
+func TestTables(t *testing.T) {
+	res, err := run(t, `
+local a = msg.alerts
+assert(#a == 2 and a[2].status == "resolved" and a[2].ends_at == 1795516058, "alerts")
+assert(a[1].fingerprint == alert.fingerprint and alert.starts_at == 1795516111 and alert.ends_at == 0, "alert")
+assert(msg.receiver == "executor" and msg.status == "firing" and msg.external_url == "http://am:9093", "msg")
+assert(msg.truncated_alerts == 1 and msg.group_labels.alertname == "DiskFull", "group")
+assert(msg.common_labels.job == "node" and next(msg.common_annotations) == nil, "common")
+assert(msg.alerts == a, "alerts built once")
+assert(msg.nothing == nil)
+exec("ok")
+`)
+	if err != nil || len(res.Execs) != 1 {
+		t.Fatalf("%v %+v", err, res)
+	}
+}
+
+func TestSkip(t *testing.T) {
+	res, err := run(t, `exec("a") skip("maintenance window") exec("b")`)
+	if err != nil || !res.Skipped || res.SkipReason != "maintenance window" || len(res.Execs) != 0 {
+		t.Errorf("%v %+v", err, res)
+	}
+	// Catching the skip does not undo it.
+	res, err = run(t, `pcall(skip, "caught") exec("c")`)
+	if err != nil || !res.Skipped || len(res.Execs) != 0 {
+		t.Errorf("pcall(skip): %v %+v", err, res)
+	}
+}
+
+func TestScriptErrors(t *testing.T) {
+	for _, tc := range []struct{ src, err string }{
+		{"\n\nexec('a', {})", "rule.lua:3: bad argument #2 to exec (string or number expected, got table)"},
+		{"exec()", "rule.lua:1: bad argument #1 to exec (command expected)"},
+		{"exec{'a', max = -1}", "rule.lua:1: bad argument #1 to exec (option max: want a non-negative integer, got number)"},
+		{"exec{'a', resolved_signal = 'SIGNOPE'}", "rule.lua:1: bad argument #1 to exec (option resolved_signal: want a signal name or number, got string)"},
+		{"exec{'a', bogus = 1}", "rule.lua:1: bad argument #1 to exec (unknown option bogus)"},
+		{"exec{'a', [7] = 'x'}", "rule.lua:1: bad argument #1 to exec (unexpected key 7)"},
+		{"exec('a', 'b\\0c')", "rule.lua:1: bad argument #2 to exec (argument contains a NUL byte)"},
+		{"env('AMX_STATUS', 'x')", "rule.lua:1: bad argument #1 to env (AMX_STATUS: AMX_ names are reserved for amx)"},
+		{"env('A=B', 'x')", `rule.lua:1: bad argument #1 to env (invalid environment variable name "A=B")`},
+		{"env('A', nil)", "rule.lua:1: bad argument #2 to env (string or number expected, got nil)"},
+		{"local t = nil\nexec(t.x)", "rule.lua:2: attempt to index a non-table object(nil) with key 'x'"},
+		{"error('custom')", "rule.lua:1: custom"},
+	} {
+		res, err := run(t, tc.src)
+		if err == nil || err.Error() != tc.err {
+			t.Errorf("%q: err = %v\nwant %q", tc.src, err, tc.err)
+		}
+		if len(res.Execs) != 0 {
+			t.Errorf("%q: a failed run asked for %+v", tc.src, res.Execs)
+		}
+	}
+}
+
+// TestSandbox: what a rule must not reach fails with a clear error, and the
+// VM keeps working afterwards.
+func TestSandbox(t *testing.T) {
+	for _, tc := range []struct{ src, err string }{
+		{"dofile('/etc/passwd')", "dofile is not available in amx rules"},
+		{"loadfile('/etc/passwd')", "loadfile is not available in amx rules"},
+		{"load(function() return 'x' end)", "load is not available in amx rules"},
+		{"loadstring('return 1')", "loadstring is not available in amx rules"},
+		{"require('os')", "require is not available in amx rules"},
+		{"getfenv(1)", "getfenv is not available in amx rules"},
+		{"setfenv(1, {})", "setfenv is not available in amx rules"},
+		{"collectgarbage()", "collectgarbage is not available in amx rules"},
+		{"newproxy(true)", "newproxy is not available in amx rules"},
+		{"print('x')", "print is not available in amx rules"},
+		{"io.open('/etc/passwd')", "io is not available in amx rules"},
+		{"os.execute('id')", "os is not available in amx rules"},
+		{"os = 1 os.exit()", ""}, // a script may shadow a name in its own environment
+		{"debug.getinfo(1)", "debug is not available in amx rules"},
+		{"package.loaded.x = 1", "package is not available in amx rules"},
+		{"coroutine.create(print)", "coroutine is not available in amx rules"},
+		{"string.dump(print)", "attempt to call a non-function object"},
+		{"string.rep = nil", "attempt to modify a read-only table"},
+		{"rawset(math, 'pi', 3)", "attempt to modify a read-only table"},
+		{"setmetatable(table, {})", "cannot change a protected metatable"},
+		{"setmetatable('', {})", "bad argument #1 to setmetatable (table expected, got string)"},
+		{"getmetatable('').__index.rep = nil", "attempt to index a non-table object(boolean) with key '__index'"},
+		{"getmetatable(_G).__index.exec = nil", "attempt to index a non-table object(boolean) with key '__index'"},
+		{"getmetatable(msg).__index = nil", "attempt to index a non-table object(boolean) with key '__index'"},
+	} {
+		_, err := run(t, tc.src)
+		switch {
+		case tc.err == "" && err != nil && !strings.Contains(err.Error(), "attempt to index"):
+			t.Errorf("%q: %v", tc.src, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: err = %v, want %q", tc.src, err, tc.err)
+		}
+	}
+}
+
+// TestIsolation runs a hostile script and then an inspecting one on the
+// same state: nothing the first did may be visible to the second.
+func TestIsolation(t *testing.T) {
+	vm := NewVM(time.Second, nil)
+	st := newState()
+	defer st.L.Close()
+	hostile, err := Compile("hostile.lua", `
+leaked = "global"
+_G.leaked_g = "via _G"
+alert.labels.instance = "changed"
+msg.common_labels.job = "changed"
+msg.alerts[1].status = "changed"
+string_rep = string.rep
+pcall(function() string.rep = function() return "hijacked" end end)
+pcall(rawset, string, "upper", nil)
+pcall(setmetatable, math, {})
+local mt = getmetatable("")
+pcall(function() mt.__index = {} end)
+exec = function() end
+env("FROM_FIRST", "1")
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspect, err := Compile("inspect.lua", `
+assert(leaked == nil, "global leaked")
+assert(leaked_g == nil, "_G global leaked")
+assert(alert.labels.instance == "db1:9100", "alert table leaked")
+assert(msg.common_labels.job == "node", "msg table leaked")
+assert(msg.alerts[1].status == "firing", "msg.alerts leaked")
+assert(string.rep("a", 2) == "aa" and ("a"):rep(3) == "aaa", "string.rep changed")
+assert(string.upper("a") == "A", "string.upper removed")
+assert(getmetatable(math) == false, "math metatable changed")
+exec("still", "works")
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := notification()
+	if _, err := vm.runOn(context.Background(), st, hostile, "r", n, 0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := vm.runOn(context.Background(), st, inspect, "r", n, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Execs) != 1 || len(res.Env) != 0 {
+		t.Errorf("second run: %+v", res)
+	}
+	if n.Alerts[0].Labels["instance"] != "db1:9100" || n.CommonLabels["job"] != "node" {
+		t.Error("a script changed Go data")
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	vm := NewVM(50*time.Millisecond, nil)
+	s, err := Compile("spin.lua", "local n = 0\nwhile true do n = n + 1 end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vm.Run(context.Background(), s, "r", notification(), 0)
+	if err == nil || !strings.HasPrefix(err.Error(), "spin.lua:2: timed out after 50ms") {
+		t.Errorf("err = %v", err)
+	}
+	ok, _ := Compile("ok.lua", "exec('a')")
+	if res, err := vm.Run(context.Background(), ok, "r", notification(), 0); err != nil || len(res.Execs) != 1 {
+		t.Errorf("after a timeout: %+v %v", res, err)
+	}
+}

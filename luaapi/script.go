@@ -1,0 +1,189 @@
+package luaapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+// Script is a compiled rule. Its prototype is immutable, so one Script serves
+// every state and goroutine.
+type Script struct {
+	name  string
+	proto *lua.FunctionProto
+}
+
+// Name is the script's name as errors show it.
+func (s *Script) Name() string { return s.name }
+
+// Compile parses and compiles a script once. name appears in errors, which
+// read "name:line: message".
+func Compile(name, src string) (*Script, error) {
+	chunk, err := parse.Parse(strings.NewReader(src), name)
+	if err != nil {
+		return nil, syntaxError(name, strings.Count(strings.TrimRight(src, "\n"), "\n")+1, err)
+	}
+	proto, err := lua.Compile(chunk, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &Script{name: name, proto: proto}, nil
+}
+
+// syntaxError renders gopher-lua's parse error ("name line:3(column:5)
+// near 'x': syntax error") as name:3: near 'x': syntax error.
+func syntaxError(name string, lines int, err error) error {
+	var perr *parse.Error
+	if errors.As(err, &perr) {
+		if perr.Pos.Line <= 0 { // the parser ran out of script
+			return fmt.Errorf("%s:%d: %s at the end of the script", name, lines, perr.Message)
+		}
+		return fmt.Errorf("%s:%d: %s near '%s'", name, perr.Pos.Line, perr.Message, perr.Token)
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// Alert is one alert as a script sees it; times are Unix seconds.
+type Alert struct {
+	Status       string
+	Labels       map[string]string
+	Annotations  map[string]string
+	StartsAt     int64
+	EndsAt       int64
+	GeneratorURL string
+	Fingerprint  string
+}
+
+// Notification is the whole notification as a script sees it.
+type Notification struct {
+	Receiver          string
+	Status            string
+	GroupKey          string
+	GroupLabels       map[string]string
+	CommonLabels      map[string]string
+	CommonAnnotations map[string]string
+	ExternalURL       string
+	TruncatedAlerts   int
+	Alerts            []Alert
+}
+
+// Exec is one exec() call: a command and the options the script gave. Unset
+// options are nil and default to the route's.
+type Exec struct {
+	Cmd             string
+	Args            []string
+	Max             *int
+	ResolvedSignal  *int // a signal number
+	IgnoreResolved  *bool
+	NotifyOnFailure *bool
+	Timeout         *time.Duration
+	Stdin           *string
+	// Line is where exec() was called, for explanations.
+	Line int
+}
+
+// Result is what one invocation asked for. When Skipped, nothing it exec'd
+// may run.
+type Result struct {
+	Execs      []Exec
+	Env        []string // NAME=value from env(), in call order
+	Skipped    bool
+	SkipReason string
+}
+
+// VM runs scripts in a pool of sandboxed states.
+type VM struct {
+	timeout time.Duration
+	log     *slog.Logger
+	pool    sync.Pool
+}
+
+// NewVM returns a VM whose invocations each get timeout of run time.
+func NewVM(timeout time.Duration, log *slog.Logger) *VM {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	vm := &VM{timeout: timeout, log: log}
+	vm.pool.New = func() any { return newState() }
+	return vm
+}
+
+// invocation is the state of one script run, read by the host functions.
+type invocation struct {
+	route string
+	msg   *Notification
+	alert *Alert
+	res   Result
+	log   *slog.Logger
+}
+
+// Run runs a script for one alert of a notification (index into n.Alerts).
+// Errors are one line naming script:line; a run that errs asks for nothing.
+func (vm *VM) Run(ctx context.Context, s *Script, route string, n *Notification, index int) (Result, error) {
+	st := vm.pool.Get().(*state)
+	res, err := vm.runOn(ctx, st, s, route, n, index)
+	if err != nil {
+		// A state that was interrupted may hold a half-unwound stack:
+		// drop it rather than return it to the pool.
+		st.L.Close()
+		return Result{}, err
+	}
+	vm.pool.Put(st)
+	return res, nil
+}
+
+func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *Notification, index int) (Result, error) {
+	alert := &n.Alerts[index]
+	inv := &invocation{route: route, msg: n, alert: alert,
+		log: vm.log.With("route", route, "fingerprint", alert.Fingerprint)}
+	st.cur = inv
+	defer func() { st.cur = nil }()
+	L := st.L
+
+	env := L.CreateTable(0, 4)
+	env.Metatable = st.envMeta
+	env.RawSetString("_G", env)
+	env.RawSetString("alert", st.alertTable(alert))
+	env.RawSetString("msg", st.msgTable(n))
+	fn := L.NewFunctionFromProto(s.proto)
+	fn.Env = env
+
+	if vm.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, vm.timeout)
+		defer cancel()
+	}
+	L.SetContext(ctx)
+	L.Push(fn)
+	err := L.PCall(0, 0, nil)
+	L.RemoveContext()
+	L.SetTop(0)
+	if err != nil && !inv.res.Skipped {
+		return Result{}, vm.runError(s, err, ctx)
+	}
+	return inv.res, nil
+}
+
+func (vm *VM) runError(s *Script, err error, ctx context.Context) error {
+	msg := err.Error()
+	var aerr *lua.ApiError
+	if errors.As(err, &aerr) {
+		msg = aerr.Object.String()
+	}
+	if ctx.Err() != nil {
+		// gopher-lua reports where the script was stopped.
+		where, _, _ := strings.Cut(msg, " ")
+		return fmt.Errorf("%s timed out after %s", where, vm.timeout)
+	}
+	if !strings.HasPrefix(msg, s.name+":") {
+		msg = s.name + ": " + msg
+	}
+	return errors.New(msg)
+}
