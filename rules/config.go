@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -20,6 +21,7 @@ const (
 	DefaultMaxBodyBytes  = 32 << 20
 	DefaultShutdownGrace = 10 * time.Second
 	DefaultSignal        = syscall.SIGKILL
+	DefaultLuaTimeout    = 100 * time.Millisecond
 )
 
 // Config is a loaded configuration: the server's settings and the rules.
@@ -38,10 +40,47 @@ type Config struct {
 	Set           *Set
 }
 
+// Dir is the directory relative paths in the configuration resolve against.
+func (c *Config) Dir() string {
+	if c.File == "" {
+		return "."
+	}
+	return filepath.Dir(c.File)
+}
+
 // Set is the immutable set of rules that notifications are decided against.
 // It is never modified after Load returns, so it is safe to share.
 type Set struct {
 	Commands []*Command
+	Routes   []*Route
+	// RoutesFirst is set when routes come before commands in the file:
+	// the Plan follows the file's order.
+	RoutesFirst bool
+	// LuaTimeout is the deadline of one script invocation.
+	LuaTimeout time.Duration
+}
+
+// Route is a Lua dispatch rule: a script run for every alert that passes
+// MatchLabels, with defaults for the commands it execs.
+type Route struct {
+	Name        string
+	MatchLabels map[string]string
+	// ScriptName names the script in errors: the script file, or the config
+	// file for an inline script.
+	ScriptName string
+	// Source is the script text. An inline script is preceded by blank lines
+	// so that its line numbers are the config file's.
+	Source          string
+	Max             int
+	NotifyOnFailure bool
+	IgnoreResolved  bool
+	ResolvedSignal  syscall.Signal
+	Timeout         time.Duration
+}
+
+// Matches reports whether every match label is present with the same value.
+func (r *Route) Matches(labels map[string]string) bool {
+	return matches(r.MatchLabels, labels)
 }
 
 // Command is one classic command, as the old executor's commands[] entries.
@@ -65,7 +104,11 @@ type Command struct {
 // Matches reports whether every match label is present with the same value.
 // A command without match labels matches everything.
 func (c *Command) Matches(labels map[string]string) bool {
-	for k, v := range c.MatchLabels {
+	return matches(c.MatchLabels, labels)
+}
+
+func matches(want, labels map[string]string) bool {
+	for k, v := range want {
 		if got, ok := labels[k]; !ok || got != v {
 			return false
 		}
@@ -118,7 +161,7 @@ func Load(src Source) (*Config, error) {
 		ListenAddress: DefaultListenAddress,
 		MaxBodyBytes:  DefaultMaxBodyBytes,
 		ShutdownGrace: DefaultShutdownGrace,
-		Set:           &Set{},
+		Set:           &Set{LuaTimeout: DefaultLuaTimeout},
 	}
 	if src.File != "" {
 		data, err := os.ReadFile(src.File)
@@ -145,8 +188,8 @@ func Load(src Source) (*Config, error) {
 			cfg.Set.Commands = append(cfg.Set.Commands, c)
 		}
 	}
-	if len(cfg.Set.Commands) == 0 {
-		return nil, errors.New("no command to run: give a script on the command line or commands in a config file (-f)")
+	if len(cfg.Set.Commands) == 0 && len(cfg.Set.Routes) == 0 {
+		return nil, errors.New("no command to run: give a script on the command line, or commands or routes in a config file (-f)")
 	}
 	return cfg, nil
 }
@@ -183,6 +226,28 @@ func (cfg *Config) parse(file string, data []byte) error {
 				cfg.Set.Commands = append(cfg.Set.Commands, d.command(n, p))
 			})
 		},
+		"routes": func(n *yaml.Node, p string) {
+			cfg.Set.RoutesFirst = len(cfg.Set.Commands) == 0
+			names := make(map[string]bool)
+			d.sequence(n, p, func(n *yaml.Node, p string) {
+				r := d.route(n, p, cfg.Dir())
+				if r.Name != "" && names[r.Name] {
+					d.errorf(n, join(p, "name"), "route %q is defined twice", r.Name)
+				}
+				names[r.Name] = true
+				cfg.Set.Routes = append(cfg.Set.Routes, r)
+			})
+		},
+		"lua": func(n *yaml.Node, p string) {
+			d.mapping(n, p, map[string]field{
+				"timeout": func(n *yaml.Node, p string) {
+					d.duration(n, p, &cfg.Set.LuaTimeout)
+					if cfg.Set.LuaTimeout == 0 {
+						d.errorf(n, p, "must be positive")
+					}
+				},
+			})
+		},
 	})
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		d.errorf(tlsNode, "tls_crt", "tls_crt and tls_key must be given together")
@@ -203,20 +268,8 @@ func (d *decoder) command(n *yaml.Node, path string) *Command {
 		"ignore_resolved":   func(n *yaml.Node, p string) { d.boolean(n, p, &c.IgnoreResolved) },
 		"timeout":           func(n *yaml.Node, p string) { d.duration(n, p, &c.Timeout) },
 		// The old executor read zero or a negative max as "no limit".
-		"max": func(n *yaml.Node, p string) { d.integer(n, p, &maxProcs); c.Max = int(clamp(maxProcs)) },
-		"resolved_signal": func(n *yaml.Node, p string) {
-			var s string
-			d.str(n, p, &s)
-			if s == "" {
-				return
-			}
-			sig, err := ParseSignal(s)
-			if err != nil {
-				d.errorf(n, p, "%v", err)
-				return
-			}
-			c.ResolvedSignal = sig
-		},
+		"max":             func(n *yaml.Node, p string) { d.integer(n, p, &maxProcs); c.Max = int(clamp(maxProcs)) },
+		"resolved_signal": func(n *yaml.Node, p string) { d.signal(n, p, &c.ResolvedSignal) },
 	})
 	if rn := resolve(n); c.Cmd == "" && (isNull(rn) || rn.Kind == yaml.MappingNode) {
 		if seenCmd {
@@ -230,4 +283,69 @@ func (d *decoder) command(n *yaml.Node, path string) *Command {
 
 func clamp(n int64) int64 {
 	return max(0, min(n, 1<<31-1))
+}
+
+// route decodes one entry of routes[]; dir is the config file's directory.
+func (d *decoder) route(n *yaml.Node, path, dir string) *Route {
+	r := &Route{NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
+	var maxProcs int64
+	var scriptNode, inlineNode *yaml.Node
+	var script, inline string
+	d.mapping(n, path, map[string]field{
+		"name":              func(n *yaml.Node, p string) { d.str(n, p, &r.Name) },
+		"match_labels":      func(n *yaml.Node, p string) { d.stringMap(n, p, &r.MatchLabels) },
+		"script":            func(n *yaml.Node, p string) { d.str(n, p, &script); scriptNode = n },
+		"lua":               func(n *yaml.Node, p string) { d.str(n, p, &inline); inlineNode = n },
+		"notify_on_failure": func(n *yaml.Node, p string) { d.boolean(n, p, &r.NotifyOnFailure) },
+		"ignore_resolved":   func(n *yaml.Node, p string) { d.boolean(n, p, &r.IgnoreResolved) },
+		"timeout":           func(n *yaml.Node, p string) { d.duration(n, p, &r.Timeout) },
+		"max":               func(n *yaml.Node, p string) { d.integer(n, p, &maxProcs); r.Max = int(clamp(maxProcs)) },
+		"resolved_signal":   func(n *yaml.Node, p string) { d.signal(n, p, &r.ResolvedSignal) },
+	})
+	rn := resolve(n)
+	if rn == nil || (rn.Kind != yaml.MappingNode && !isNull(rn)) {
+		return r
+	}
+	if r.Name == "" {
+		d.errorf(rn, join(path, "name"), "missing: every route needs a unique name")
+	}
+	switch {
+	case scriptNode != nil && inlineNode != nil:
+		d.errorf(inlineNode, join(path, "lua"), "give either script or lua, not both")
+	case scriptNode != nil:
+		file := script
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(dir, file)
+		}
+		src, err := os.ReadFile(file)
+		if err != nil {
+			d.errorf(scriptNode, join(path, "script"), "%v", err)
+			break
+		}
+		r.ScriptName, r.Source = file, string(src)
+	case inlineNode != nil:
+		// A literal block's text starts on the line after its indicator.
+		first := inlineNode.Line
+		if inlineNode.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+			first++
+		}
+		r.ScriptName, r.Source = d.file, strings.Repeat("\n", first-1)+inline
+	default:
+		d.errorf(rn, join(path, "script"), "missing: a route needs script (a file) or lua (inline)")
+	}
+	return r
+}
+
+func (d *decoder) signal(n *yaml.Node, path string, out *syscall.Signal) {
+	var s string
+	d.str(n, path, &s)
+	if s == "" {
+		return
+	}
+	sig, err := ParseSignal(s)
+	if err != nil {
+		d.errorf(n, path, "%v", err)
+		return
+	}
+	*out = sig
 }

@@ -200,3 +200,38 @@ func TestMatches(t *testing.T) {
 		t.Error("a command without match_labels must match everything")
 	}
 }
+
+func TestLoadRoutes(t *testing.T) {
+	cfg, err := Load(Source{File: "testdata/routes.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := cfg.Set
+	if !set.RoutesFirst || set.LuaTimeout != 250*time.Millisecond || len(set.Routes) != 2 || len(set.Commands) != 1 {
+		t.Fatalf("set: %+v", set)
+	}
+	disk, inline := set.Routes[0], set.Routes[1]
+	if disk.Name != "disk-cleanup" || disk.ScriptName != filepath.Join("testdata", "lua", "disk.lua") ||
+		disk.Source != "exec(\"/usr/local/bin/cleanup\", alert.labels.instance)\n" ||
+		disk.Max != 1 || disk.ResolvedSignal != syscall.SIGTERM || disk.Timeout != 10*time.Minute ||
+		!disk.NotifyOnFailure || !disk.Matches(map[string]string{"alertname": "DiskFull", "x": "y"}) {
+		t.Errorf("disk route: %+v", disk)
+	}
+	if inline.ScriptName != "testdata/routes.yml" || inline.ResolvedSignal != syscall.SIGKILL || !inline.Matches(nil) {
+		t.Errorf("inline route: %+v", inline)
+	}
+	// The inline script's lines are the config file's: its comment says
+	// which line it is on.
+	lines := strings.Split(inline.Source, "\n")
+	if len(lines) < 10 || lines[9] != "-- line 10 of this file" {
+		t.Errorf("inline source is not aligned to the file: %q", inline.Source)
+	}
+
+	commandsFirst, err := Load(Source{File: "../examples/executor.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if commandsFirst.Set.RoutesFirst || commandsFirst.Set.LuaTimeout != DefaultLuaTimeout {
+		t.Errorf("defaults: %+v", commandsFirst.Set)
+	}
+}
