@@ -63,6 +63,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	compiled, err := engine.Compile(cfg.Set, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
+		return 1
+	}
 
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
@@ -73,8 +78,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	for i, c := range cfg.Set.Commands {
 		commands[i] = c.String()
 	}
-	log.Info("listening", "address", ln.Addr().String(), "tls", cfg.TLSCert != "", "config", cfg.File, "commands", commands)
-	if err := engine.Serve(ctx, ln, cfg, log); err != nil {
+	routes := make([]string, len(cfg.Set.Routes))
+	for i, r := range cfg.Set.Routes {
+		routes[i] = r.Name
+	}
+	log.Info("listening", "address", ln.Addr().String(), "tls", cfg.TLSCert != "", "config", cfg.File,
+		"commands", commands, "routes", routes)
+	if err := engine.Serve(ctx, ln, cfg, compiled, log); err != nil {
 		log.Error("serve", "err", err)
 		return 1
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -22,7 +23,7 @@ func BenchmarkWebhookNoMatch(b *testing.B) {
 	cfg := &rules.Config{MaxBodyBytes: rules.DefaultMaxBodyBytes, Set: &rules.Set{Commands: []*rules.Command{
 		{Name: "commands[0]", Cmd: "true", MatchLabels: map[string]string{"alertname": "Other"}},
 	}}}
-	h := New(cfg, slog.New(slog.DiscardHandler)).Handler()
+	h := New(cfg, compile(b, cfg.Set), slog.New(slog.DiscardHandler)).Handler()
 	b.ReportAllocs()
 	for b.Loop() {
 		rec := httptest.NewRecorder()
@@ -36,10 +37,7 @@ func BenchmarkWebhookNoMatch(b *testing.B) {
 // BenchmarkDecide measures the pure decide step for the example config,
 // including the AMX_* environment of a matching notification.
 func BenchmarkDecide(b *testing.B) {
-	cfg, err := rules.Load(rules.Source{File: "../examples/executor.yml"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := loadRules(b, "../examples/executor.yml")
 	body, err := os.ReadFile("../examples/payloads/firing-highlatency.json")
 	if err != nil {
 		b.Fatal(err)
@@ -50,7 +48,7 @@ func BenchmarkDecide(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if p := Decide(cfg.Set, m); len(p.Actions) != 3 {
+		if p := Decide(context.Background(), r, m); len(p.Actions) != 3 {
 			b.Fatalf("%d actions", len(p.Actions))
 		}
 	}

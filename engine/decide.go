@@ -5,8 +5,12 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"syscall"
 
+	"github.com/amx-dev/amx/luaapi"
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner"
 )
@@ -19,20 +23,36 @@ type Plan struct {
 	Resolved []string
 	Actions  []runner.Action
 	Skips    []Skip
+	// Errors are routes whose script failed for an alert.
+	Errors []RouteError
 }
 
 // Skip is a rule that did not produce an action, and why.
 type Skip struct {
 	Name   string
 	Reason string
+	// Detail is the reason a script gave to skip(); Fingerprint the alert
+	// it ran for.
+	Detail      string
+	Fingerprint string
+}
+
+// RouteError is a route's script failing for one alert.
+type RouteError struct {
+	Route           string
+	Fingerprint     string
+	Err             *luaapi.Error
+	NotifyOnFailure bool
 }
 
 // Skip reasons decided before anything runs.
 const (
 	SkipNoMatch = "nomatch"
+	SkipLua     = "lua" // a script called skip()
 )
 
-// Decide returns the Plan for a notification under a set of rules.
+// Decide returns the Plan for a notification under a set of rules. It runs
+// the routes' scripts, which only record what they ask for; nothing starts.
 //
 // Classic commands run for a firing notification when their match_labels
 // equal the notification's commonLabels, as with the old executor. Each is
@@ -41,31 +61,59 @@ const (
 // when it was a resolved one inside a firing group, leaving the process bound
 // to an alert that had already resolved.) A resolved notification starts no
 // classic command.
-func Decide(set *rules.Set, m *Message) Plan {
+//
+// A route's script runs once for every alert, firing or resolved, whose own
+// labels pass the route's match_labels; what it execs is bound to that alert.
+// Routes and commands are planned in the order of the config file.
+func Decide(ctx context.Context, r *Rules, m *Message) Plan {
 	var p Plan
 	for i := range m.Alerts {
 		if a := &m.Alerts[i]; a.Resolved() {
 			p.Resolved = append(p.Resolved, a.Fingerprint)
 		}
 	}
-	if m.Status != StatusFiring {
-		return p
+	d := decision{plan: &p, msg: m}
+	if r.Set.RoutesFirst {
+		d.routes(ctx, r)
+		d.commands(r.Set)
+	} else {
+		d.commands(r.Set)
+		d.routes(ctx, r)
 	}
-	var env []string // shared by every action: built once, never modified
+	return p
+}
+
+// decision carries what is built once per notification.
+type decision struct {
+	plan  *Plan
+	msg   *Message
+	env   []string             // the classic AMX_* variables, shared by every action
+	notif *luaapi.Notification // the notification as scripts see it
+}
+
+func (d *decision) classicEnv() []string {
+	if d.env == nil {
+		d.env = Env(d.msg)
+	}
+	return d.env
+}
+
+func (d *decision) commands(set *rules.Set) {
+	m := d.msg
+	if m.Status != StatusFiring {
+		return
+	}
 	for _, c := range set.Commands {
 		if !c.Matches(m.CommonLabels) {
-			p.Skips = append(p.Skips, Skip{Name: c.Name, Reason: SkipNoMatch})
+			d.plan.Skips = append(d.plan.Skips, Skip{Name: c.Name, Reason: SkipNoMatch})
 			continue
 		}
-		if env == nil {
-			env = Env(m)
-		}
-		p.Actions = append(p.Actions, runner.Action{
+		d.plan.Actions = append(d.plan.Actions, runner.Action{
 			Name:            c.Name,
 			Key:             commandKey(c),
 			Cmd:             c.Cmd,
 			Args:            c.Args,
-			Env:             env,
+			Env:             d.classicEnv(),
 			Fingerprint:     bind(c, m),
 			Max:             c.Max,
 			Signal:          c.ResolvedSignal,
@@ -74,7 +122,75 @@ func Decide(set *rules.Set, m *Message) Plan {
 			Timeout:         c.Timeout,
 		})
 	}
-	return p
+}
+
+func (d *decision) routes(ctx context.Context, r *Rules) {
+	for ri, route := range r.Set.Routes {
+		for i := range d.msg.Alerts {
+			a := &d.msg.Alerts[i]
+			if !route.Matches(a.Labels) {
+				continue
+			}
+			if d.notif == nil {
+				d.notif = scriptView(d.msg)
+			}
+			res, err := r.vm.Run(ctx, r.scripts[ri], route.Name, d.notif, i)
+			switch {
+			case err != nil:
+				lerr, ok := errors.AsType[*luaapi.Error](err)
+				if !ok {
+					lerr = &luaapi.Error{Msg: err.Error()}
+				}
+				d.plan.Errors = append(d.plan.Errors, RouteError{Route: route.Name, Fingerprint: a.Fingerprint,
+					Err: lerr, NotifyOnFailure: route.NotifyOnFailure})
+			case res.Skipped:
+				d.plan.Skips = append(d.plan.Skips, Skip{Name: route.Name, Reason: SkipLua,
+					Detail: res.SkipReason, Fingerprint: a.Fingerprint})
+			case len(res.Execs) > 0:
+				env := routeEnv(d.classicEnv(), route.Name, a, res.Env)
+				for _, e := range res.Execs {
+					d.plan.Actions = append(d.plan.Actions, routeAction(route, a, e, env))
+				}
+			}
+		}
+	}
+}
+
+// routeAction turns one exec() into an Action; unset options take the
+// route's defaults.
+func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runner.Action {
+	act := runner.Action{
+		Name:            route.Name,
+		Key:             "route\x00" + route.Name + "\x00" + e.Cmd + "\x00" + strings.Join(e.Args, "\x00"),
+		Cmd:             e.Cmd,
+		Args:            e.Args,
+		Env:             env,
+		Fingerprint:     a.Fingerprint,
+		Max:             route.Max,
+		Signal:          route.ResolvedSignal,
+		IgnoreResolved:  route.IgnoreResolved,
+		NotifyOnFailure: route.NotifyOnFailure,
+		Timeout:         route.Timeout,
+	}
+	if e.Max != nil {
+		act.Max = *e.Max
+	}
+	if e.ResolvedSignal != nil {
+		act.Signal = syscall.Signal(*e.ResolvedSignal)
+	}
+	if e.IgnoreResolved != nil {
+		act.IgnoreResolved = *e.IgnoreResolved
+	}
+	if e.NotifyOnFailure != nil {
+		act.NotifyOnFailure = *e.NotifyOnFailure
+	}
+	if e.Timeout != nil {
+		act.Timeout = *e.Timeout
+	}
+	if e.Stdin != nil {
+		act.Stdin = *e.Stdin
+	}
+	return act
 }
 
 // bind returns the fingerprint a command's process is bound to: the first

@@ -23,12 +23,12 @@ type Engine struct {
 	m       *metrics
 	run     *runner.Runner
 	maxBody int64
-	set     atomic.Pointer[rules.Set]
+	rules   atomic.Pointer[Rules]
 	ready   atomic.Bool
 }
 
-// New returns an Engine for a loaded configuration.
-func New(cfg *rules.Config, log *slog.Logger) *Engine {
+// New returns an Engine for a loaded configuration and its compiled rules.
+func New(cfg *rules.Config, r *Rules, log *slog.Logger) *Engine {
 	m := newMetrics()
 	e := &Engine{
 		log:     log,
@@ -36,7 +36,7 @@ func New(cfg *rules.Config, log *slog.Logger) *Engine {
 		run:     runner.New(runner.Options{Logger: log, Metrics: m.runner}),
 		maxBody: cfg.MaxBodyBytes,
 	}
-	e.set.Store(cfg.Set)
+	e.rules.Store(r)
 	e.ready.Store(true)
 	return e
 }
@@ -101,12 +101,30 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 // Handle decides and runs one notification under the current rules, and
 // returns one line per failure that must be reported to Alertmanager.
 func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
-	plan := Decide(e.set.Load(), msg)
+	plan := Decide(ctx, e.rules.Load(), msg)
 	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
 		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved))
 	for _, s := range plan.Skips {
 		e.m.skipped.WithLabelValues(s.Reason).Inc()
+		if s.Reason == SkipLua {
+			e.m.routeSkipped.WithLabelValues(s.Name).Inc()
+			e.log.Info("skipped by its route", "route", s.Name, "fingerprint", s.Fingerprint, "reason", s.Detail)
+			continue
+		}
 		e.log.Debug("skipped", "name", s.Name, "reason", s.Reason)
+	}
+	// A failing script fails its route for that alert only: the other
+	// routes' actions still run.
+	for _, re := range plan.Errors {
+		kind := "error"
+		if re.Err.Timeout {
+			kind = "timeout"
+		}
+		e.m.luaErrors.WithLabelValues(re.Route, kind).Inc()
+		e.log.Error("route failed", "route", re.Route, "fingerprint", re.Fingerprint, "err", re.Err.Msg)
+		if re.NotifyOnFailure {
+			failures = append(failures, re.Route+": "+re.Err.Msg)
+		}
 	}
 	// Signal first: a process bound to an alert that resolved in this very
 	// notification must not outlive it, and new actions are never bound to

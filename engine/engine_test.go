@@ -141,13 +141,28 @@ func TestDecodeTolerates(t *testing.T) {
 	}
 }
 
-func exampleSet(t *testing.T) *rules.Set {
+func exampleSet(t *testing.T) *Rules {
 	t.Helper()
-	cfg, err := rules.Load(rules.Source{File: "../examples/executor.yml"})
+	return loadRules(t, "../examples/executor.yml")
+}
+
+// loadRules loads and compiles a configuration file.
+func loadRules(t testing.TB, file string) *Rules {
+	t.Helper()
+	cfg, err := rules.Load(rules.Source{File: file})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg.Set
+	return compile(t, cfg.Set)
+}
+
+func compile(t testing.TB, set *rules.Set) *Rules {
+	t.Helper()
+	r, err := Compile(set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func TestDecide(t *testing.T) {
@@ -166,14 +181,14 @@ func TestDecide(t *testing.T) {
 		{
 			payload: "firing-diskfull-two-alerts.json",
 			actions: []action{{"commands[1]", "0aa7859a3dd8b47b"}, {"commands[2]", "0aa7859a3dd8b47b"}},
-			skips:   []Skip{{"commands[0]", SkipNoMatch}},
+			skips:   []Skip{{Name: "commands[0]", Reason: SkipNoMatch}},
 		},
 		{
 			// The first alert resolved inside a firing group: it is
 			// signalled, and the new processes bind to the firing one.
 			payload:  "firing-diskfull-one-alert-resolved.json",
 			actions:  []action{{"commands[1]", "8bc64ed21b99e322"}, {"commands[2]", "8bc64ed21b99e322"}},
-			skips:    []Skip{{"commands[0]", SkipNoMatch}},
+			skips:    []Skip{{Name: "commands[0]", Reason: SkipNoMatch}},
 			resolved: []string{"0aa7859a3dd8b47b"},
 		},
 		{
@@ -183,7 +198,7 @@ func TestDecide(t *testing.T) {
 	} {
 		t.Run(tc.payload, func(t *testing.T) {
 			m := readPayload(t, tc.payload)
-			p := Decide(set, m)
+			p := Decide(context.Background(), set, m)
 			var got []action
 			for _, a := range p.Actions {
 				got = append(got, action{a.Name, a.Fingerprint})
@@ -203,7 +218,7 @@ func TestDecide(t *testing.T) {
 		})
 	}
 	// Settings travel into the action.
-	a := Decide(set, readPayload(t, "firing-highlatency.json")).Actions
+	a := Decide(context.Background(), set, readPayload(t, "firing-highlatency.json")).Actions
 	if a[0].NotifyOnFailure || !a[1].IgnoreResolved || a[1].Max != 3 || a[2].Signal != syscall.SIGUSR1 ||
 		a[2].Cmd != "/bin/sleep" || !slices.Equal(a[2].Args, []string{"10"}) || a[1].Key == a[2].Key {
 		t.Errorf("actions lost their settings: %+v", a)
@@ -218,7 +233,7 @@ func TestDecideBindsFirstMatchingAlert(t *testing.T) {
 	m := readPayload(t, "firing-diskfull-two-alerts.json")
 	m.CommonLabels["severity"] = "warning" // as if grouped by severity
 	set.Commands[0].MatchLabels["severity"] = "warning"
-	p := Decide(set, m)
+	p := Decide(context.Background(), compile(t, set), m)
 	if len(p.Actions) != 2 || p.Actions[0].Fingerprint != "8bc64ed21b99e322" || p.Actions[1].Fingerprint != "0aa7859a3dd8b47b" {
 		t.Errorf("actions = %+v", p.Actions)
 	}
@@ -230,8 +245,8 @@ func newTestEngine(t *testing.T, commands ...*rules.Command) (*Engine, *bytes.Bu
 		c.Name = "commands[" + strconv.Itoa(i) + "]"
 	}
 	var logs bytes.Buffer
-	e := New(&rules.Config{MaxBodyBytes: 4096, Set: &rules.Set{Commands: commands}},
-		slog.New(slog.NewTextHandler(&logs, nil)))
+	set := &rules.Set{Commands: commands}
+	e := New(&rules.Config{MaxBodyBytes: 4096, Set: set}, compile(t, set), slog.New(slog.NewTextHandler(&logs, nil)))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

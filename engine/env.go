@@ -63,8 +63,29 @@ func appendMap(env []string, prefix string, m map[string]string) []string {
 // unixString is the old executor's time format: Unix seconds, "0" for the
 // zero time that Alertmanager sends as endsAt of a firing alert.
 func unixString(t time.Time) string {
+	return strconv.FormatInt(unixSeconds(t), 10)
+}
+
+// unixSeconds is a time as Unix seconds, 0 for the zero time.
+func unixSeconds(t time.Time) int64 {
 	if t.IsZero() {
-		return "0"
+		return 0
 	}
-	return strconv.FormatInt(t.Unix(), 10)
+	return t.Unix()
+}
+
+// routeEnv is the environment of a command a route's script exec'd: the
+// notification's classic variables, AMX_ROUTE, the variables of the alert the
+// script ran for, and what the script set with env().
+func routeEnv(classic []string, route string, a *Alert, extra []string) []string {
+	env := make([]string, 0, len(classic)+3+len(a.Labels)+len(a.Annotations)+len(extra))
+	env = append(env, classic...)
+	env = append(env,
+		"AMX_ROUTE="+route,
+		"AMX_ALERT_FINGERPRINT="+a.Fingerprint,
+		"AMX_ALERT_STATUS="+a.Status,
+	)
+	env = appendMap(env, "AMX_ALERT_LABEL_", a.Labels)
+	env = appendMap(env, "AMX_ALERT_ANNOTATION_", a.Annotations)
+	return append(env, extra...)
 }

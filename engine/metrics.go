@@ -25,6 +25,9 @@ type metrics struct {
 	skipped   *prometheus.CounterVec
 	notifs    *prometheus.CounterVec
 	signalled *prometheus.CounterVec
+	// routeSkipped counts skip() per route; luaErrors failed scripts.
+	routeSkipped *prometheus.CounterVec
+	luaErrors    *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -46,6 +49,14 @@ func newMetrics() *metrics {
 		Namespace: ns, Subsystem: "notifications", Name: "total",
 		Help: "Webhook notifications received, by status and HTTP answer code.",
 	}, []string{"status", "code"})
+	m.routeSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "route_skipped", Name: "total",
+		Help: "Alerts a Lua route ended with skip(), by route.",
+	}, []string{"route"})
+	m.luaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "lua_errors", Name: "total",
+		Help: "Lua route invocations that failed, by route and kind (error, timeout).",
+	}, []string{"route", "kind"})
 	current := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: "processes", Name: "current",
 		Help: "Current number of processes running.",
@@ -62,14 +73,14 @@ func newMetrics() *metrics {
 		Skipped:          m.skipped,
 		Errors:           m.errors,
 	}
-	m.reg.MustRegister(m.errors, m.skipped, m.signalled, m.notifs, current, duration,
+	m.reg.MustRegister(m.errors, m.skipped, m.signalled, m.notifs, m.routeSkipped, m.luaErrors, current, duration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Export the label values operators alert on from the start, not only
 	// after the first occurrence.
 	for _, s := range []string{stageRead, stageUnmarshal, stageStart, stageCommand} {
 		m.errors.WithLabelValues(s)
 	}
-	for _, r := range []string{SkipNoMatch, runner.SkipFingerOver} {
+	for _, r := range []string{SkipNoMatch, SkipLua, runner.SkipFingerOver} {
 		m.skipped.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "fail"} {

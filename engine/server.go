@@ -26,8 +26,8 @@ const (
 // Serve answers on ln until ctx is cancelled, then shuts down: it stops
 // accepting connections, lets running commands finish for the configured
 // grace, kills the process groups still running and returns.
-func Serve(ctx context.Context, ln net.Listener, cfg *rules.Config, log *slog.Logger) error {
-	e := New(cfg, log)
+func Serve(ctx context.Context, ln net.Listener, cfg *rules.Config, r *Rules, log *slog.Logger) error {
+	e := New(cfg, r, log)
 	srv := &http.Server{
 		Handler:           e.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,

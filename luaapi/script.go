@@ -171,6 +171,15 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	return inv.res, nil
 }
 
+// Error is a script that failed: it raised an error, misused a host
+// function, or ran past its deadline. Msg is one line naming script:line.
+type Error struct {
+	Msg     string
+	Timeout bool
+}
+
+func (e *Error) Error() string { return e.Msg }
+
 func (vm *VM) runError(s *Script, err error, ctx context.Context) error {
 	msg := err.Error()
 	var aerr *lua.ApiError
@@ -180,10 +189,10 @@ func (vm *VM) runError(s *Script, err error, ctx context.Context) error {
 	if ctx.Err() != nil {
 		// gopher-lua reports where the script was stopped.
 		where, _, _ := strings.Cut(msg, " ")
-		return fmt.Errorf("%s timed out after %s", where, vm.timeout)
+		return &Error{Msg: fmt.Sprintf("%s timed out after %s", where, vm.timeout), Timeout: true}
 	}
 	if !strings.HasPrefix(msg, s.name+":") {
 		msg = s.name + ": " + msg
 	}
-	return errors.New(msg)
+	return &Error{Msg: msg}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -114,6 +115,9 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 		return p.signal(syscall.SIGTERM)
 	}
 	cmd.WaitDelay = r.grace
+	if a.Stdin != "" {
+		cmd.Stdin = strings.NewReader(a.Stdin)
+	}
 	stdout := &lineLogger{log: log, stream: "stdout", pid: p.getPid}
 	stderr := &lineLogger{log: log, stream: "stderr", pid: p.getPid}
 	cmd.Stdout, cmd.Stderr = stdout, stderr

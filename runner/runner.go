@@ -40,6 +40,8 @@ type Action struct {
 	// Timeout ends the process group (SIGTERM, then SIGKILL after the
 	// runner's grace); zero means never.
 	Timeout time.Duration
+	// Stdin is written to the process's standard input; empty means none.
+	Stdin string
 }
 
 // Skip reasons, as the old executor labelled am_executor_skipped_total.

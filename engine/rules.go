@@ -1,0 +1,37 @@
+package engine
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/amx-dev/amx/luaapi"
+	"github.com/amx-dev/amx/rules"
+)
+
+// Rules is a rules.Set with every Lua route compiled: the immutable snapshot
+// one notification is decided against from start to end.
+type Rules struct {
+	Set     *rules.Set
+	scripts []*luaapi.Script // by index of Set.Routes
+	vm      *luaapi.VM
+}
+
+// Compile compiles every route's script. A syntax error is a configuration
+// error naming script:line; all of them are reported at once.
+func Compile(set *rules.Set, log *slog.Logger) (*Rules, error) {
+	r := &Rules{Set: set, scripts: make([]*luaapi.Script, len(set.Routes))}
+	var errs []error
+	for i, route := range set.Routes {
+		s, err := luaapi.Compile(route.ScriptName, route.Source)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.scripts[i] = s
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	r.vm = luaapi.NewVM(set.LuaTimeout, log)
+	return r, nil
+}
