@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -162,7 +163,7 @@ func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runn
 	act := runner.Action{
 		Name:            route.Name,
 		Key:             "route\x00" + route.Name + "\x00" + e.Cmd + "\x00" + strings.Join(e.Args, "\x00"),
-		Cmd:             e.Cmd,
+		Cmd:             routeCommand(route, e.Cmd),
 		Args:            e.Args,
 		Env:             env,
 		Fingerprint:     a.Fingerprint,
@@ -219,4 +220,13 @@ func bind(c *rules.Command, m *Message) string {
 // reloads: the same command line is the same command.
 func commandKey(c *rules.Command) string {
 	return "cmd\x00" + c.Cmd + "\x00" + strings.Join(c.Args, "\x00")
+}
+
+// routeCommand resolves a relative command path ("bin/cleanup") against the
+// config file's directory; a bare name is looked up in PATH.
+func routeCommand(route *rules.Route, cmd string) string {
+	if strings.ContainsRune(cmd, '/') && !filepath.IsAbs(cmd) {
+		return filepath.Join(route.Dir, cmd)
+	}
+	return cmd
 }

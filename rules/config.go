@@ -70,7 +70,10 @@ type Route struct {
 	ScriptName string
 	// Source is the script text. An inline script is preceded by blank lines
 	// so that its line numbers are the config file's.
-	Source          string
+	Source string
+	// Dir is the config file's directory: relative command paths a script
+	// execs ("bin/cleanup") resolve against it.
+	Dir             string
 	Max             int
 	NotifyOnFailure bool
 	IgnoreResolved  bool
@@ -287,7 +290,7 @@ func clamp(n int64) int64 {
 
 // route decodes one entry of routes[]; dir is the config file's directory.
 func (d *decoder) route(n *yaml.Node, path, dir string) *Route {
-	r := &Route{NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
+	r := &Route{Dir: dir, NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
 	var maxProcs int64
 	var scriptNode, inlineNode *yaml.Node
 	var script, inline string

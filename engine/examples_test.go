@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// render writes an action as "name: cmd args [fingerprint] options", with
+// the command's base name, so expectations read like the rules.
+func render(p Plan) (actions, skips []string) {
+	for _, a := range p.Actions {
+		s := fmt.Sprintf("%s: %s [%s]", a.Name, strings.Join(append([]string{filepath.Base(a.Cmd)}, a.Args...), " "), a.Fingerprint)
+		if a.Max > 0 {
+			s += fmt.Sprintf(" max=%d", a.Max)
+		}
+		if a.Timeout > 0 {
+			s += " timeout=" + a.Timeout.String()
+		}
+		actions = append(actions, s)
+	}
+	for _, sk := range p.Skips {
+		skips = append(skips, fmt.Sprintf("%s: %s %s [%s]", sk.Name, sk.Reason, sk.Detail, sk.Fingerprint))
+	}
+	return actions, skips
+}
+
+// TestExampleRules runs examples/rules.yml on the recorded Alertmanager
+// payloads: every example route is exercised.
+func TestExampleRules(t *testing.T) {
+	r := loadRules(t, "../examples/rules.yml")
+	for _, tc := range []struct {
+		payload string
+		edit    func(*Message)
+		actions []string
+		skips   []string
+	}{
+		{
+			payload: "firing-diskfull-two-alerts.json",
+			actions: []string{
+				"disk-cleanup: cleanup-disk db1 /var [0aa7859a3dd8b47b] max=1 timeout=10m0s",
+				"disk-cleanup: cleanup-disk db2 / [8bc64ed21b99e322] max=1 timeout=10m0s",
+				"page-by-severity: page DiskFull Disk /var on db1 is 97% full [0aa7859a3dd8b47b]",
+				"page-by-severity: ticket DiskFull Disk / on db2 is 91% full [8bc64ed21b99e322]",
+				"commands[0]: echo classic command for every alert [0aa7859a3dd8b47b]",
+			},
+		},
+		{
+			payload: "firing-diskfull-two-alerts.json",
+			edit:    func(m *Message) { m.Alerts[0].Labels["maintenance"] = "true" },
+			actions: []string{
+				"disk-cleanup: cleanup-disk db2 / [8bc64ed21b99e322] max=1 timeout=10m0s",
+				"page-by-severity: page DiskFull Disk /var on db1 is 97% full [0aa7859a3dd8b47b]",
+				"page-by-severity: ticket DiskFull Disk / on db2 is 91% full [8bc64ed21b99e322]",
+				"commands[0]: echo classic command for every alert [0aa7859a3dd8b47b]",
+			},
+			skips: []string{"disk-cleanup: lua maintenance window [0aa7859a3dd8b47b]"},
+		},
+		{
+			payload: "firing-rebootmachine.json",
+			actions: []string{
+				"reboot: reboot-host app3 [e630cdb7300ce41f] max=1",
+				"commands[0]: echo classic command for every alert [e630cdb7300ce41f]",
+			},
+			skips: []string{"page-by-severity: lua severity none is not paged [e630cdb7300ce41f]"},
+		},
+		{
+			payload: "firing-diskfull-one-alert-resolved.json",
+			actions: []string{
+				"disk-cleanup: cleanup-disk --done db1 /var [0aa7859a3dd8b47b] max=1",
+				"disk-cleanup: cleanup-disk db2 / [8bc64ed21b99e322] max=1 timeout=10m0s",
+				"page-by-severity: ticket DiskFull Disk / on db2 is 91% full [8bc64ed21b99e322]",
+				"commands[0]: echo classic command for every alert [8bc64ed21b99e322]",
+			},
+		},
+		{
+			payload: "resolved-diskfull.json",
+			actions: []string{
+				"disk-cleanup: cleanup-disk --done db1 /var [0aa7859a3dd8b47b] max=1",
+				"disk-cleanup: cleanup-disk --done db2 / [8bc64ed21b99e322] max=1",
+			},
+		},
+		{
+			payload: "resolved-rebootmachine.json", // nothing to clean up
+		},
+	} {
+		name := tc.payload
+		if tc.edit != nil {
+			name += " edited"
+		}
+		t.Run(name, func(t *testing.T) {
+			m := readPayload(t, tc.payload)
+			if tc.edit != nil {
+				tc.edit(m)
+			}
+			p := Decide(context.Background(), r, m)
+			if len(p.Errors) > 0 {
+				t.Fatalf("route errors: %+v", p.Errors[0].Err)
+			}
+			actions, skips := render(p)
+			if !slices.Equal(actions, tc.actions) {
+				t.Errorf("actions:\n%s\nwant:\n%s", strings.Join(actions, "\n"), strings.Join(tc.actions, "\n"))
+			}
+			if !slices.Equal(skips, tc.skips) {
+				t.Errorf("skips:\n%s\nwant:\n%s", strings.Join(skips, "\n"), strings.Join(tc.skips, "\n"))
+			}
+		})
+	}
+}
+
+// TestRouteEnvAndOptions checks the environment and options a route's
+// exec carries into its Action.
+func TestRouteEnvAndOptions(t *testing.T) {
+	r := loadRules(t, "../examples/rules.yml")
+	p := Decide(context.Background(), r, readPayload(t, "firing-diskfull-two-alerts.json"))
+	a := p.Actions[0]
+	classic := Env(readPayload(t, "firing-diskfull-two-alerts.json"))
+	if !slices.Equal(a.Env[:len(classic)], classic) {
+		t.Error("a route's command lacks the classic AMX_* variables")
+	}
+	for _, kv := range []string{
+		"AMX_ROUTE=disk-cleanup",
+		"AMX_ALERT_FINGERPRINT=0aa7859a3dd8b47b",
+		"AMX_ALERT_STATUS=firing",
+		"AMX_ALERT_LABEL_mountpoint=/var",
+		"AMX_ALERT_ANNOTATION_summary=Disk /var on db1 is 97% full",
+		"RUNBOOK=https://runbooks.example/disk",
+	} {
+		if !slices.Contains(a.Env, kv) {
+			t.Errorf("env lacks %q", kv)
+		}
+	}
+	if a.Cmd != filepath.Join("..", "examples", "bin", "cleanup-disk") || a.Timeout != 10*time.Minute || a.Max != 1 ||
+		!a.NotifyOnFailure || a.Key == p.Actions[1].Key && a.Fingerprint == p.Actions[1].Fingerprint {
+		t.Errorf("action: %+v", a)
+	}
+}
