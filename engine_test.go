@@ -124,6 +124,7 @@ func startAmx(t *testing.T, args ...string) *amx {
 	select {
 	case a.addr = <-addr:
 	case err := <-a.done:
+		a.done <- err // for the cleanup
 		t.Fatalf("amx exited before listening: %v\n%s", err, a.Logs())
 	case <-time.After(deadline):
 		t.Fatalf("amx did not listen:\n%s", a.Logs())
@@ -303,6 +304,67 @@ commands:
 	if code := <-answers; code != 200 {
 		t.Errorf("second firing answer: %d", code)
 	}
+}
+
+// TestLuaRoutes: a route's command gets the route's environment and is
+// signalled by its alert's resolve; a broken and a runaway route fail alone.
+func TestLuaRoutes(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "trap.sh", `echo "$AMX_ROUTE $HOST $AMX_ALERT_FINGERPRINT" > "$0/env"
+`+trapScript)
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+lua:
+  timeout: 200ms
+routes:
+  - name: broken
+    lua: |
+      local x = nil
+      exec(x.cmd)
+  - name: runaway
+    notify_on_failure: false
+    lua: while true do end
+  - name: trap
+    match_labels: {alertname: RebootMachine}
+    resolved_signal: SIGUSR1
+    lua: |
+      if alert.status == "firing" then
+        env("HOST", alert.labels.instance)
+        exec("sh", "-c", '. "$0/trap.sh"', %q)
+      end
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	url := "http://" + a.addr + "/"
+
+	type answer struct {
+		code int
+		body string
+	}
+	firing := make(chan answer, 1)
+	go func() {
+		code, body := post(t, nil, url, payload(t, "firing-rebootmachine.json"))
+		firing <- answer{code, body}
+	}()
+	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
+	env, _ := os.ReadFile(filepath.Join(dir, "env"))
+	if string(env) != "trap app3:8080 e630cdb7300ce41f\n" {
+		t.Errorf("route env = %q", env)
+	}
+	code, body := post(t, nil, url, payload(t, "resolved-rebootmachine.json"))
+	got := <-firing
+	runnertest.Eventually(t, "grandchild gone", func() bool { return runnertest.Gone(grandchild) })
+	if b, _ := os.ReadFile(filepath.Join(dir, "trapped")); string(b) != "trapped\n" {
+		t.Errorf("the route's process was not signalled: %q", b)
+	}
+	// The broken route notifies (500) for each notification it ran on;
+	// the runaway one was stopped by its deadline and does not notify.
+	want := "broken: " + cfg + ":8: attempt to index a non-table object(nil) with key 'cmd'\n"
+	if got.code != 500 || got.body != want || code != 500 || body != want {
+		t.Errorf("answers: firing %d %q, resolved %d %q; want 500 %q", got.code, got.body, code, body, want)
+	}
+	if n := metric(t, a, `am_executor_lua_errors_total{kind="timeout",route="runaway"}`); n != 2 {
+		t.Errorf("runaway timeouts = %v, want 2", n)
+	}
+	a.waitLog(t, "route=runaway fingerprint=e630cdb7300ce41f err=")
 }
 
 func TestFailureAndBadInput(t *testing.T) {
