@@ -22,7 +22,7 @@ func (s *state) exec(L *lua.LState) int {
 		n := 0
 		for v := t.RawGetInt(1); v != lua.LNil; v = t.RawGetInt(n + 1) {
 			n++
-			e.Args = append(e.Args, argString(L, 1, v, fmt.Sprintf("item %d", n)))
+			e.Args = append(e.Args, argString(L, 1, v, n))
 		}
 		t.ForEach(func(k, v lua.LValue) {
 			if num, ok := k.(lua.LNumber); ok && float64(num) == float64(int(num)) && int(num) >= 1 && int(num) <= n {
@@ -32,7 +32,7 @@ func (s *state) exec(L *lua.LState) int {
 		})
 	} else {
 		for i := 1; i <= L.GetTop(); i++ {
-			e.Args = append(e.Args, argString(L, i, L.Get(i), ""))
+			e.Args = append(e.Args, argString(L, i, L.Get(i), 0))
 		}
 	}
 	if len(e.Args) == 0 || e.Args[0] == "" {
@@ -45,9 +45,10 @@ func (s *state) exec(L *lua.LState) int {
 	return 0
 }
 
-// argString accepts a string or a number as a command argument; anything
-// else is the script's mistake, reported with its line.
-func argString(L *lua.LState, n int, v lua.LValue, what string) string {
+// argString accepts a string or a number as argument n, or as item of a
+// table argument; anything else is the script's mistake, reported with its
+// line.
+func argString(L *lua.LState, n int, v lua.LValue, item int) string {
 	var s string
 	switch v := v.(type) {
 	case lua.LString:
@@ -55,8 +56,9 @@ func argString(L *lua.LState, n int, v lua.LValue, what string) string {
 	case lua.LNumber:
 		s = v.String()
 	default:
-		if what != "" {
-			what += ": "
+		what := ""
+		if item > 0 {
+			what = fmt.Sprintf("item %d: ", item)
 		}
 		L.ArgError(n, fmt.Sprintf("%sstring or number expected, got %s", what, v.Type()))
 	}
@@ -138,7 +140,7 @@ func (s *state) env(L *lua.LState) int {
 	if strings.HasPrefix(name, "AMX_") {
 		L.ArgError(1, fmt.Sprintf("%s: AMX_ names are reserved for amx", name))
 	}
-	value := argString(L, 2, L.Get(2), "")
+	value := argString(L, 2, L.Get(2), 0)
 	s.cur.res.Env = append(s.cur.res.Env, name+"="+value)
 	return 0
 }
@@ -160,7 +162,9 @@ func (s *state) log(L *lua.LState) int {
 	for i := range parts {
 		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
 	}
-	s.cur.log.Debug("lua", "line", currentLine(L), "message", strings.Join(parts, " "))
+	inv := s.cur
+	inv.log.Debug("lua", "route", inv.route, "fingerprint", inv.alert.Fingerprint, "line", currentLine(L),
+		"message", strings.Join(parts, " "))
 	return 0
 }
 

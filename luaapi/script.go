@@ -141,8 +141,7 @@ func (vm *VM) Run(ctx context.Context, s *Script, route string, n *Notification,
 
 func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *Notification, index int) (Result, error) {
 	alert := &n.Alerts[index]
-	inv := &invocation{route: route, msg: n, alert: alert,
-		log: vm.log.With("route", route, "fingerprint", alert.Fingerprint)}
+	inv := &invocation{route: route, msg: n, alert: alert, log: vm.log}
 	st.cur = inv
 	defer func() { st.cur = nil }()
 	L := st.L
@@ -151,7 +150,7 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	env.Metatable = st.envMeta
 	env.RawSetString("_G", env)
 	env.RawSetString("alert", st.alertTable(alert))
-	env.RawSetString("msg", st.msgTable(n))
+	env.RawSetString("msg", st.msgTable())
 	fn := L.NewFunctionFromProto(s.proto)
 	fn.Env = env
 

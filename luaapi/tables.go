@@ -20,35 +20,41 @@ func (s *state) alertTable(a *Alert) *lua.LTable {
 	return t
 }
 
-// msgTable builds msg without its alerts list, which msgIndex adds on first
-// use: most rules never read it, and a group can hold thousands of alerts.
-func (s *state) msgTable(n *Notification) *lua.LTable {
-	t := s.L.CreateTable(0, 9)
-	t.RawSetString("receiver", lua.LString(n.Receiver))
-	t.RawSetString("status", lua.LString(n.Status))
-	t.RawSetString("group_key", lua.LString(n.GroupKey))
-	t.RawSetString("group_labels", s.stringMap(n.GroupLabels))
-	t.RawSetString("common_labels", s.stringMap(n.CommonLabels))
-	t.RawSetString("common_annotations", s.stringMap(n.CommonAnnotations))
-	t.RawSetString("external_url", lua.LString(n.ExternalURL))
-	t.RawSetString("truncated_alerts", lua.LNumber(n.TruncatedAlerts))
+// msgTable returns an empty table whose fields msgIndex fills on first
+// access: many rules never read msg.
+func (s *state) msgTable() *lua.LTable {
+	t := s.L.CreateTable(0, 0) // NewTable would preallocate 32 slots of each kind
 	t.Metatable = s.msgMeta
 	return t
 }
 
-// msgIndex is msg's __index: it materialises msg.alerts once.
+// msgIndex is msg's __index. The first access fills every field but alerts;
+// msg.alerts is built when asked for, as a group can hold thousands.
 func (s *state) msgIndex(L *lua.LState) int {
 	t := L.CheckTable(1)
-	if L.CheckString(2) != "alerts" || s.cur == nil {
+	key := L.CheckString(2)
+	if s.cur == nil {
 		return 0
 	}
-	alerts := s.cur.msg.Alerts
-	list := L.CreateTable(len(alerts), 0)
-	for i := range alerts {
-		list.RawSetInt(i+1, s.alertTable(&alerts[i]))
+	n := s.cur.msg
+	if t.RawGetString("status") == lua.LNil {
+		t.RawSetString("receiver", lua.LString(n.Receiver))
+		t.RawSetString("status", lua.LString(n.Status))
+		t.RawSetString("group_key", lua.LString(n.GroupKey))
+		t.RawSetString("group_labels", s.stringMap(n.GroupLabels))
+		t.RawSetString("common_labels", s.stringMap(n.CommonLabels))
+		t.RawSetString("common_annotations", s.stringMap(n.CommonAnnotations))
+		t.RawSetString("external_url", lua.LString(n.ExternalURL))
+		t.RawSetString("truncated_alerts", lua.LNumber(n.TruncatedAlerts))
 	}
-	t.RawSetString("alerts", list)
-	L.Push(list)
+	if key == "alerts" {
+		list := L.CreateTable(len(n.Alerts), 0)
+		for i := range n.Alerts {
+			list.RawSetInt(i+1, s.alertTable(&n.Alerts[i]))
+		}
+		t.RawSetString("alerts", list)
+	}
+	L.Push(t.RawGetString(key))
 	return 1
 }
 
