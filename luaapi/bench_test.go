@@ -16,7 +16,7 @@ func recorded(tb testing.TB, name string) *Notification {
 		tb.Fatal(err)
 	}
 	var m struct {
-		Receiver, Status, GroupKey, ExternalURL   string
+		Receiver, Status, GroupKey, ExternalURL      string
 		GroupLabels, CommonLabels, CommonAnnotations map[string]string
 		TruncatedAlerts                              int
 		Alerts                                       []struct {
