@@ -367,6 +367,50 @@ routes:
 	a.waitLog(t, "route=runaway fingerprint=e630cdb7300ce41f err=")
 }
 
+// TestLuaMemoryBomb: scripts that allocate without end are stopped by the
+// memory limit (their deadline is far away), and the server's peak RSS stays
+// bounded and it keeps serving.
+func TestLuaMemoryBomb(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", `
+lua:
+  timeout: 20s
+  memory_limit: 128MiB
+routes:
+  - name: rep
+    lua: local t = {} while true do t[#t+1] = string.rep("x", 1e6) end
+  - name: doubling
+    lua: local s = "x" while true do s = s .. s end
+`)
+	a := startAmx(t, "-f", cfg)
+	code, body := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-rebootmachine.json"))
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if code != 500 || len(lines) != 2 || lines[0] != "rep: "+cfg+":7: stopped: memory limit of 128 MiB reached" ||
+		lines[1] != "doubling: "+cfg+":9: stopped: memory limit of 128 MiB reached" {
+		t.Errorf("answer %d:\n%s", code, body)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peakKiB int
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			peakKiB, _ = strconv.Atoi(strings.Fields(v)[0])
+		}
+	}
+	t.Logf("amx peak RSS %d MiB", peakKiB>>10)
+	if peakKiB == 0 || peakKiB > 512<<10 {
+		t.Errorf("amx peak RSS %d KiB, want under 512 MiB", peakKiB)
+	}
+	if code, _ := post(t, nil, "http://"+a.addr+"/", payload(t, "resolved-rebootmachine.json")); code != 500 {
+		t.Errorf("the server should still answer (500 from the same routes), got %d", code)
+	}
+	if n := metric(t, a, `am_executor_lua_errors_total{kind="memory",route="rep"}`); n != 2 {
+		t.Errorf("memory errors = %v, want 2", n)
+	}
+}
+
 func TestFailureAndBadInput(t *testing.T) {
 	a := startAmx(t, "sh", "-c", "echo failing >&2; exit 4")
 	url := "http://" + a.addr + "/"

@@ -117,8 +117,11 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	// routes' actions still run.
 	for _, re := range plan.Errors {
 		kind := "error"
-		if re.Err.Timeout {
+		switch {
+		case re.Err.Timeout:
 			kind = "timeout"
+		case re.Err.Memory:
+			kind = "memory"
 		}
 		e.m.luaErrors.WithLabelValues(re.Route, kind).Inc()
 		e.log.Error("route failed", "route", re.Route, "fingerprint", re.Fingerprint, "err", re.Err.Msg)

@@ -32,6 +32,6 @@ func Compile(set *rules.Set, log *slog.Logger) (*Rules, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	r.vm = luaapi.NewVM(set.LuaTimeout, log)
+	r.vm = luaapi.NewVM(set.LuaTimeout, set.LuaMemoryLimit, log)
 	return r, nil
 }

@@ -48,7 +48,7 @@ func benchRoute(b *testing.B, file, payload string) {
 		b.Fatal(err)
 	}
 	n := recorded(b, payload)
-	vm := NewVM(100*time.Millisecond, nil)
+	vm := NewVM(100*time.Millisecond, 0, nil)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {

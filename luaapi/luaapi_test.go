@@ -31,7 +31,7 @@ func run(t *testing.T, src string) (Result, error) {
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
-	return NewVM(time.Second, nil).Run(context.Background(), s, "route", notification(), 0)
+	return NewVM(time.Second, 0, nil).Run(context.Background(), s, "route", notification(), 0)
 }
 
 func TestCompileErrors(t *testing.T) {
@@ -155,6 +155,8 @@ func TestSandbox(t *testing.T) {
 		{"package.loaded.x = 1", "package is not available in amx rules"},
 		{"coroutine.create(print)", "coroutine is not available in amx rules"},
 		{"string.dump(print)", "attempt to call a non-function object"},
+		{"string.rep('ab', 1e8)", "string.rep: result longer than 16777216 bytes"},
+		{"local s = ('x'):rep(1e9)", "string.rep: result longer than 16777216 bytes"},
 		{"string.rep = nil", "attempt to modify a read-only table"},
 		{"rawset(math, 'pi', 3)", "attempt to modify a read-only table"},
 		{"setmetatable(table, {})", "cannot change a protected metatable"},
@@ -176,7 +178,7 @@ func TestSandbox(t *testing.T) {
 // TestIsolation runs a hostile script and then an inspecting one on the
 // same state: nothing the first did may be visible to the second.
 func TestIsolation(t *testing.T) {
-	vm := NewVM(time.Second, nil)
+	vm := NewVM(time.Second, 0, nil)
 	st := newState()
 	defer st.L.Close()
 	hostile, err := Compile("hostile.lua", `
@@ -228,7 +230,7 @@ exec("still", "works")
 }
 
 func TestTimeout(t *testing.T) {
-	vm := NewVM(50*time.Millisecond, nil)
+	vm := NewVM(50*time.Millisecond, 0, nil)
 	s, err := Compile("spin.lua", "local n = 0\nwhile true do n = n + 1 end")
 	if err != nil {
 		t.Fatal(err)

@@ -68,6 +68,7 @@ func newState() *state {
 
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
+	str.RawSetString("rep", L.NewFunction(cappedRep(str.RawGetString("rep"))))
 	for _, name := range []string{"string", "table", "math"} {
 		g.RawSetString(name, s.readOnly(g.RawGetString(name).(*lua.LTable)))
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -103,14 +104,24 @@ type VM struct {
 	timeout time.Duration
 	log     *slog.Logger
 	pool    sync.Pool
+	dog     watchdog
 }
 
-// NewVM returns a VM whose invocations each get timeout of run time.
-func NewVM(timeout time.Duration, log *slog.Logger) *VM {
+// DefaultMemoryLimit is the Go heap size at which running scripts are
+// stopped, unless NewVM is given another.
+const DefaultMemoryLimit = 512 << 20
+
+// NewVM returns a VM whose invocations each get timeout of run time, and are
+// stopped when the process's Go heap grows past memoryLimit bytes while they
+// run (zero means DefaultMemoryLimit).
+func NewVM(timeout time.Duration, memoryLimit uint64, log *slog.Logger) *VM {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	vm := &VM{timeout: timeout, log: log}
+	if memoryLimit == 0 {
+		memoryLimit = DefaultMemoryLimit
+	}
+	vm := &VM{timeout: timeout, log: log, dog: watchdog{limit: memoryLimit}}
 	vm.pool.New = func() any { return newState() }
 	return vm
 }
@@ -122,6 +133,8 @@ type invocation struct {
 	alert *Alert
 	res   Result
 	log   *slog.Logger
+	// overMemory is set by the watchdog when it stops the invocation.
+	overMemory atomic.Bool
 }
 
 // Run runs a script for one alert of a notification (index into n.Alerts).
@@ -154,18 +167,22 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	fn := L.NewFunctionFromProto(s.proto)
 	fn.Env = env
 
+	var cancel context.CancelFunc
 	if vm.timeout > 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, vm.timeout)
-		defer cancel()
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
 	}
+	defer cancel()
+	vm.dog.enter(inv, cancel)
 	L.SetContext(ctx)
 	L.Push(fn)
 	err := L.PCall(0, 0, nil)
 	L.RemoveContext()
+	vm.dog.leave(inv)
 	L.SetTop(0)
 	if err != nil && !inv.res.Skipped {
-		return Result{}, vm.runError(s, err, ctx)
+		return Result{}, vm.runError(s, inv, err, ctx)
 	}
 	return inv.res, nil
 }
@@ -175,11 +192,12 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 type Error struct {
 	Msg     string
 	Timeout bool
+	Memory  bool // stopped by the memory limit
 }
 
 func (e *Error) Error() string { return e.Msg }
 
-func (vm *VM) runError(s *Script, err error, ctx context.Context) error {
+func (vm *VM) runError(s *Script, inv *invocation, err error, ctx context.Context) error {
 	msg := err.Error()
 	var aerr *lua.ApiError
 	if errors.As(err, &aerr) {
@@ -188,6 +206,9 @@ func (vm *VM) runError(s *Script, err error, ctx context.Context) error {
 	if ctx.Err() != nil {
 		// gopher-lua reports where the script was stopped.
 		where, _, _ := strings.Cut(msg, " ")
+		if inv.overMemory.Load() {
+			return &Error{Msg: fmt.Sprintf("%s stopped: memory limit of %d MiB reached", where, vm.dog.limit>>20), Memory: true}
+		}
 		return &Error{Msg: fmt.Sprintf("%s timed out after %s", where, vm.timeout), Timeout: true}
 	}
 	if !strings.HasPrefix(msg, s.name+":") {

@@ -58,6 +58,9 @@ type Set struct {
 	RoutesFirst bool
 	// LuaTimeout is the deadline of one script invocation.
 	LuaTimeout time.Duration
+	// LuaMemoryLimit is the Go heap size at which running scripts are
+	// stopped; zero means luaapi's default.
+	LuaMemoryLimit uint64
 }
 
 // Route is a Lua dispatch rule: a script run for every alert that passes
@@ -249,6 +252,7 @@ func (cfg *Config) parse(file string, data []byte) error {
 						d.errorf(n, p, "must be positive")
 					}
 				},
+				"memory_limit": func(n *yaml.Node, p string) { d.bytes(n, p, &cfg.Set.LuaMemoryLimit) },
 			})
 		},
 	})

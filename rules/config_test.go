@@ -207,7 +207,8 @@ func TestLoadRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := cfg.Set
-	if !set.RoutesFirst || set.LuaTimeout != 250*time.Millisecond || len(set.Routes) != 2 || len(set.Commands) != 1 {
+	if !set.RoutesFirst || set.LuaTimeout != 250*time.Millisecond || set.LuaMemoryLimit != 64<<20 ||
+		len(set.Routes) != 2 || len(set.Commands) != 1 {
 		t.Fatalf("set: %+v", set)
 	}
 	disk, inline := set.Routes[0], set.Routes[1]

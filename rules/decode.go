@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
@@ -138,6 +139,28 @@ func (d *decoder) integer(n *yaml.Node, path string, out *int64) {
 		return
 	}
 	*out = i
+}
+
+// bytes accepts a positive size in bytes, or with a KiB, MiB or GiB suffix.
+func (d *decoder) bytes(n *yaml.Node, path string, out *uint64) {
+	n = resolve(n)
+	const want = "want a size like 256MiB or a number of bytes"
+	if n.Kind != yaml.ScalarNode || isNull(n) {
+		d.errorf(n, path, "%s, got %s", want, describe(n))
+		return
+	}
+	text, unit := n.Value, uint64(1)
+	for suffix, size := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if t, ok := strings.CutSuffix(text, suffix); ok {
+			text, unit = strings.TrimSpace(t), size
+		}
+	}
+	v, err := strconv.ParseUint(text, 10, 64)
+	if err != nil || v == 0 || v > math.MaxUint64/unit {
+		d.errorf(n, path, "%s, got %q", want, n.Value)
+		return
+	}
+	*out = v * unit
 }
 
 // duration accepts Go durations ("90s", "10m", "1h30m"); zero means unset.
