@@ -143,16 +143,40 @@ func writeFile(t *testing.T, dir, name, text string) string {
 
 func post(t *testing.T, client *http.Client, url, body string) (int, string) {
 	t.Helper()
+	a := tryPost(client, url, body)
+	if a.code == 0 {
+		t.Fatalf("POST %s: %s", url, a.body)
+	}
+	return a.code, a.body
+}
+
+// tryPost posts without failing the test, so goroutines may use it; a
+// transport error is code 0 with the error as body.
+func tryPost(client *http.Client, url, body string) answer {
 	if client == nil {
 		client = &http.Client{Timeout: deadline}
 	}
 	resp, err := client.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
+		return answer{body: err.Error()}
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return answer{resp.StatusCode, string(b)}
+}
+
+// answer is an HTTP status code and body.
+type answer struct {
+	code int
+	body string
+}
+
+// postAsync posts in the background, for notifications whose answer waits
+// for a command that the test ends later.
+func postAsync(url, body string) <-chan answer {
+	c := make(chan answer, 1)
+	go func() { c <- tryPost(nil, url, body) }()
+	return c
 }
 
 func payload(t *testing.T, name string) string {
@@ -240,15 +264,7 @@ commands:
 	a := startAmx(t, "-f", cfg)
 	url := "http://" + a.addr + "/"
 
-	type answer struct {
-		code int
-		body string
-	}
-	firing := make(chan answer, 1)
-	go func() {
-		code, body := post(t, nil, url, payload(t, "firing-rebootmachine.json"))
-		firing <- answer{code, body}
-	}()
+	firing := postAsync(url, payload(t, "firing-rebootmachine.json"))
 	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
 
 	if code, body := post(t, nil, url, payload(t, "resolved-rebootmachine.json")); code != 200 {
@@ -279,10 +295,8 @@ commands:
 	url := "http://" + a.addr + "/"
 	answers := make(chan int, 2)
 	send := func(name string) {
-		go func() {
-			code, _ := post(t, nil, url, payload(t, name))
-			answers <- code
-		}()
+		body := payload(t, name)
+		go func() { answers <- tryPost(nil, url, body).code }()
 	}
 	lines := func() []string {
 		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
@@ -335,15 +349,7 @@ routes:
 	a := startAmx(t, "-f", cfg)
 	url := "http://" + a.addr + "/"
 
-	type answer struct {
-		code int
-		body string
-	}
-	firing := make(chan answer, 1)
-	go func() {
-		code, body := post(t, nil, url, payload(t, "firing-rebootmachine.json"))
-		firing <- answer{code, body}
-	}()
+	firing := postAsync(url, payload(t, "firing-rebootmachine.json"))
 	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
 	env, _ := os.ReadFile(filepath.Join(dir, "env"))
 	if string(env) != "trap app3:8080 e630cdb7300ce41f\n" {
@@ -457,11 +463,9 @@ commands:
 	url := "http://" + a.addr + "/"
 	var wg sync.WaitGroup
 	codes := make(chan int, 20)
+	firing := payload(t, "firing-rebootmachine.json")
 	for range 20 {
-		wg.Go(func() {
-			code, _ := post(t, nil, url, payload(t, "firing-rebootmachine.json"))
-			codes <- code
-		})
+		wg.Go(func() { codes <- tryPost(nil, url, firing).code })
 	}
 	runnertest.Eventually(t, "18 skipped", func() bool {
 		return metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) == 18
@@ -508,11 +512,7 @@ commands:
     args: ["-c", 'trap "" TERM; sleep 1000 & echo $! > "$0/grandchild"; wait', %q]
 `, dir))
 	a := startAmx(t, "-f", cfg)
-	answered := make(chan int, 1)
-	go func() {
-		code, _ := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-highlatency.json"))
-		answered <- code
-	}()
+	answered := postAsync("http://"+a.addr+"/", payload(t, "firing-highlatency.json"))
 	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -524,7 +524,7 @@ commands:
 		t.Fatal("amx did not exit")
 	}
 	a.done <- nil // for the cleanup
-	if code := <-answered; code != 500 {
+	if code := (<-answered).code; code != 500 {
 		t.Errorf("the open notification was answered %d, want 500 so that Alertmanager retries", code)
 	}
 	if !runnertest.Gone(grandchild) {

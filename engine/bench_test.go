@@ -21,7 +21,7 @@ func BenchmarkWebhookNoMatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg := &rules.Config{MaxBodyBytes: rules.DefaultMaxBodyBytes, Set: &rules.Set{Commands: []*rules.Command{
-		{Name: "commands[0]", Cmd: "true", MatchLabels: map[string]string{"alertname": "Other"}},
+		{Name: "commands[0]", Cmd: "true", Process: rules.Process{MatchLabels: map[string]string{"alertname": "Other"}}},
 	}}}
 	h := New(cfg, compile(b, cfg.Set), slog.New(slog.DiscardHandler)).Handler()
 	b.ReportAllocs()

@@ -109,19 +109,10 @@ func (d *decision) commands(set *rules.Set) {
 			d.plan.Skips = append(d.plan.Skips, Skip{Name: c.Name, Reason: SkipNoMatch})
 			continue
 		}
-		d.plan.Actions = append(d.plan.Actions, runner.Action{
-			Name:            c.Name,
-			Key:             commandKey(c),
-			Cmd:             c.Cmd,
-			Args:            c.Args,
-			Env:             d.classicEnv(),
-			Fingerprint:     bind(c, m),
-			Max:             c.Max,
-			Signal:          c.ResolvedSignal,
-			IgnoreResolved:  c.IgnoreResolved,
-			NotifyOnFailure: c.NotifyOnFailure,
-			Timeout:         c.Timeout,
-		})
+		act := newAction(c.Name, &c.Process, bind(c, m))
+		act.Key = commandKey(c)
+		act.Cmd, act.Args, act.Env = c.Cmd, c.Args, d.classicEnv()
+		d.plan.Actions = append(d.plan.Actions, act)
 	}
 }
 
@@ -157,22 +148,26 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 	}
 }
 
+// newAction is an Action bound to a fingerprint, under the process settings
+// of the command or route it comes from.
+func newAction(name string, p *rules.Process, fingerprint string) runner.Action {
+	return runner.Action{
+		Name:            name,
+		Fingerprint:     fingerprint,
+		Max:             p.Max,
+		Signal:          p.ResolvedSignal,
+		IgnoreResolved:  p.IgnoreResolved,
+		NotifyOnFailure: p.NotifyOnFailure,
+		Timeout:         p.Timeout,
+	}
+}
+
 // routeAction turns one exec() into an Action; unset options take the
 // route's defaults.
 func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runner.Action {
-	act := runner.Action{
-		Name:            route.Name,
-		Key:             "route\x00" + route.Name + "\x00" + e.Cmd + "\x00" + strings.Join(e.Args, "\x00"),
-		Cmd:             routeCommand(route, e.Cmd),
-		Args:            e.Args,
-		Env:             env,
-		Fingerprint:     a.Fingerprint,
-		Max:             route.Max,
-		Signal:          route.ResolvedSignal,
-		IgnoreResolved:  route.IgnoreResolved,
-		NotifyOnFailure: route.NotifyOnFailure,
-		Timeout:         route.Timeout,
-	}
+	act := newAction(route.Name, &route.Process, a.Fingerprint)
+	act.Key = "route\x00" + route.Name + "\x00" + e.Cmd + "\x00" + strings.Join(e.Args, "\x00")
+	act.Cmd, act.Args, act.Env = routeCommand(route, e.Cmd), e.Args, env
 	if e.Max != nil {
 		act.Max = *e.Max
 	}

@@ -228,8 +228,9 @@ func TestDecide(t *testing.T) {
 // TestDecideBindsFirstMatchingAlert: with match_labels, the process binds to
 // the first alert whose own labels match, not just the first alert.
 func TestDecideBindsFirstMatchingAlert(t *testing.T) {
-	set := &rules.Set{Commands: []*rules.Command{{Name: "db2", Cmd: "true", MatchLabels: map[string]string{"alertname": "DiskFull"}},
-		{Name: "warn", Cmd: "true", MatchLabels: map[string]string{"job": "node"}}}}
+	set := &rules.Set{Commands: []*rules.Command{
+		{Name: "db2", Cmd: "true", Process: rules.Process{MatchLabels: map[string]string{"alertname": "DiskFull"}}},
+		{Name: "warn", Cmd: "true", Process: rules.Process{MatchLabels: map[string]string{"job": "node"}}}}}
 	m := readPayload(t, "firing-diskfull-two-alerts.json")
 	m.CommonLabels["severity"] = "warning" // as if grouped by severity
 	set.Commands[0].MatchLabels["severity"] = "warning"
@@ -238,6 +239,9 @@ func TestDecideBindsFirstMatchingAlert(t *testing.T) {
 		t.Errorf("actions = %+v", p.Actions)
 	}
 }
+
+// notify is the process settings of a command whose failure is reported.
+var notify = rules.Process{NotifyOnFailure: true}
 
 func newTestEngine(t *testing.T, commands ...*rules.Command) (*Engine, *bytes.Buffer) {
 	t.Helper()
@@ -269,7 +273,7 @@ const firing = `{"status":"firing","receiver":"r","alerts":[{"status":"firing","
 func TestWebhookBadInput(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "ran")
-	e, _ := newTestEngine(t, &rules.Command{Cmd: "touch", Args: []string{marker}, NotifyOnFailure: true})
+	e, _ := newTestEngine(t, &rules.Command{Cmd: "touch", Args: []string{marker}, Process: notify})
 	h := e.Handler()
 	for _, tc := range []struct {
 		method, body string
@@ -303,11 +307,11 @@ func TestWebhookBadInput(t *testing.T) {
 
 func TestWebhookAnswers(t *testing.T) {
 	e, _ := newTestEngine(t,
-		&rules.Command{Cmd: "true", NotifyOnFailure: true},
-		&rules.Command{Cmd: "false", NotifyOnFailure: true},
-		&rules.Command{Cmd: "sh", Args: []string{"-c", "exit 7"}, NotifyOnFailure: false},
-		&rules.Command{Cmd: "/nonexistent/cmd", NotifyOnFailure: true, MatchLabels: map[string]string{"a": "b"}},
-		&rules.Command{Cmd: "/nonexistent/other", NotifyOnFailure: true, MatchLabels: map[string]string{"a": "c"}},
+		&rules.Command{Cmd: "true", Process: notify},
+		&rules.Command{Cmd: "false", Process: notify},
+		&rules.Command{Cmd: "sh", Args: []string{"-c", "exit 7"}},
+		&rules.Command{Cmd: "/nonexistent/cmd", Process: rules.Process{NotifyOnFailure: true, MatchLabels: map[string]string{"a": "b"}}},
+		&rules.Command{Cmd: "/nonexistent/other", Process: rules.Process{NotifyOnFailure: true, MatchLabels: map[string]string{"a": "c"}}},
 	)
 	h := e.Handler()
 	code, answer := do(t, h, "POST", "/", firing)

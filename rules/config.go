@@ -63,41 +63,11 @@ type Set struct {
 	LuaMemoryLimit uint64
 }
 
-// Route is a Lua dispatch rule: a script run for every alert that passes
-// MatchLabels, with defaults for the commands it execs.
-type Route struct {
-	Name        string
+// Process is what classic commands and Lua routes share: which alerts they
+// take and how the processes they start are run.
+type Process struct {
 	MatchLabels map[string]string
-	// ScriptName names the script in errors: the script file, or the config
-	// file for an inline script.
-	ScriptName string
-	// Source is the script text. An inline script is preceded by blank lines
-	// so that its line numbers are the config file's.
-	Source string
-	// Dir is the config file's directory: relative command paths a script
-	// execs ("bin/cleanup") resolve against it.
-	Dir             string
-	Max             int
-	NotifyOnFailure bool
-	IgnoreResolved  bool
-	ResolvedSignal  syscall.Signal
-	Timeout         time.Duration
-}
-
-// Matches reports whether every match label is present with the same value.
-func (r *Route) Matches(labels map[string]string) bool {
-	return matches(r.MatchLabels, labels)
-}
-
-// Command is one classic command, as the old executor's commands[] entries.
-type Command struct {
-	// Name identifies the command in logs and metrics: "commands[2]", or
-	// "command line" for the script given as arguments.
-	Name        string
-	Cmd         string
-	Args        []string
-	MatchLabels map[string]string
-	// Max caps the live processes of this command for one fingerprint;
+	// Max caps the live processes of one command for one fingerprint;
 	// zero means no limit.
 	Max             int
 	NotifyOnFailure bool
@@ -107,19 +77,46 @@ type Command struct {
 	Timeout time.Duration
 }
 
-// Matches reports whether every match label is present with the same value.
-// A command without match labels matches everything.
-func (c *Command) Matches(labels map[string]string) bool {
-	return matches(c.MatchLabels, labels)
+// DefaultProcess is the settings of a command or route that sets none.
+func DefaultProcess() Process {
+	return Process{NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
 }
 
-func matches(want, labels map[string]string) bool {
-	for k, v := range want {
+// Matches reports whether every match label is present with the same value.
+// Without match labels everything matches.
+func (p *Process) Matches(labels map[string]string) bool {
+	for k, v := range p.MatchLabels {
 		if got, ok := labels[k]; !ok || got != v {
 			return false
 		}
 	}
 	return true
+}
+
+// Route is a Lua dispatch rule: a script run for every alert that passes
+// MatchLabels, with defaults for the commands it execs.
+type Route struct {
+	Name string
+	// ScriptName names the script in errors: the script file, or the config
+	// file for an inline script.
+	ScriptName string
+	// Source is the script text. An inline script is preceded by blank lines
+	// so that its line numbers are the config file's.
+	Source string
+	// Dir is the config file's directory: relative command paths a script
+	// execs ("bin/cleanup") resolve against it.
+	Dir string
+	Process
+}
+
+// Command is one classic command, as the old executor's commands[] entries.
+type Command struct {
+	// Name identifies the command in logs and metrics: "commands[2]", or
+	// "command line" for the script given as arguments.
+	Name string
+	Cmd  string
+	Args []string
+	Process
 }
 
 // String renders the command line for logs.
@@ -183,13 +180,7 @@ func Load(src Source) (*Config, error) {
 	}
 	cfg.Verbose = cfg.Verbose || src.Verbose
 	if len(src.Script) > 0 {
-		c := &Command{
-			Name:            "command line",
-			Cmd:             src.Script[0],
-			Args:            src.Script[1:],
-			NotifyOnFailure: true,
-			ResolvedSignal:  DefaultSignal,
-		}
+		c := &Command{Name: "command line", Cmd: src.Script[0], Args: src.Script[1:], Process: DefaultProcess()}
 		if !slices.ContainsFunc(cfg.Set.Commands, c.same) {
 			cfg.Set.Commands = append(cfg.Set.Commands, c)
 		}
@@ -264,20 +255,12 @@ func (cfg *Config) parse(file string, data []byte) error {
 
 // command decodes one entry of commands[].
 func (d *decoder) command(n *yaml.Node, path string) *Command {
-	c := &Command{Name: path, NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
-	var maxProcs int64
+	c := &Command{Name: path, Process: DefaultProcess()}
 	seenCmd := false
-	d.mapping(n, path, map[string]field{
-		"cmd":               func(n *yaml.Node, p string) { d.str(n, p, &c.Cmd); seenCmd = true },
-		"args":              func(n *yaml.Node, p string) { d.strings(n, p, &c.Args) },
-		"match_labels":      func(n *yaml.Node, p string) { d.stringMap(n, p, &c.MatchLabels) },
-		"notify_on_failure": func(n *yaml.Node, p string) { d.boolean(n, p, &c.NotifyOnFailure) },
-		"ignore_resolved":   func(n *yaml.Node, p string) { d.boolean(n, p, &c.IgnoreResolved) },
-		"timeout":           func(n *yaml.Node, p string) { d.duration(n, p, &c.Timeout) },
-		// The old executor read zero or a negative max as "no limit".
-		"max":             func(n *yaml.Node, p string) { d.integer(n, p, &maxProcs); c.Max = int(clamp(maxProcs)) },
-		"resolved_signal": func(n *yaml.Node, p string) { d.signal(n, p, &c.ResolvedSignal) },
-	})
+	d.mapping(n, path, d.process(&c.Process, map[string]field{
+		"cmd":  func(n *yaml.Node, p string) { d.str(n, p, &c.Cmd); seenCmd = true },
+		"args": func(n *yaml.Node, p string) { d.strings(n, p, &c.Args) },
+	}))
 	if rn := resolve(n); c.Cmd == "" && (isNull(rn) || rn.Kind == yaml.MappingNode) {
 		if seenCmd {
 			d.errorf(rn, join(path, "cmd"), "must not be empty")
@@ -288,27 +271,36 @@ func (d *decoder) command(n *yaml.Node, path string) *Command {
 	return c
 }
 
+// process adds the keys of the settings commands and routes share to fields.
+func (d *decoder) process(p *Process, fields map[string]field) map[string]field {
+	fields["match_labels"] = func(n *yaml.Node, path string) { d.stringMap(n, path, &p.MatchLabels) }
+	fields["notify_on_failure"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.NotifyOnFailure) }
+	fields["ignore_resolved"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.IgnoreResolved) }
+	fields["timeout"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Timeout) }
+	fields["resolved_signal"] = func(n *yaml.Node, path string) { d.signal(n, path, &p.ResolvedSignal) }
+	// The old executor read zero or a negative max as "no limit".
+	fields["max"] = func(n *yaml.Node, path string) {
+		var v int64
+		d.integer(n, path, &v)
+		p.Max = int(clamp(v))
+	}
+	return fields
+}
+
 func clamp(n int64) int64 {
 	return max(0, min(n, 1<<31-1))
 }
 
 // route decodes one entry of routes[]; dir is the config file's directory.
 func (d *decoder) route(n *yaml.Node, path, dir string) *Route {
-	r := &Route{Dir: dir, NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
-	var maxProcs int64
+	r := &Route{Dir: dir, Process: DefaultProcess()}
 	var scriptNode, inlineNode *yaml.Node
 	var script, inline string
-	d.mapping(n, path, map[string]field{
-		"name":              func(n *yaml.Node, p string) { d.str(n, p, &r.Name) },
-		"match_labels":      func(n *yaml.Node, p string) { d.stringMap(n, p, &r.MatchLabels) },
-		"script":            func(n *yaml.Node, p string) { d.str(n, p, &script); scriptNode = n },
-		"lua":               func(n *yaml.Node, p string) { d.str(n, p, &inline); inlineNode = n },
-		"notify_on_failure": func(n *yaml.Node, p string) { d.boolean(n, p, &r.NotifyOnFailure) },
-		"ignore_resolved":   func(n *yaml.Node, p string) { d.boolean(n, p, &r.IgnoreResolved) },
-		"timeout":           func(n *yaml.Node, p string) { d.duration(n, p, &r.Timeout) },
-		"max":               func(n *yaml.Node, p string) { d.integer(n, p, &maxProcs); r.Max = int(clamp(maxProcs)) },
-		"resolved_signal":   func(n *yaml.Node, p string) { d.signal(n, p, &r.ResolvedSignal) },
-	})
+	d.mapping(n, path, d.process(&r.Process, map[string]field{
+		"name":   func(n *yaml.Node, p string) { d.str(n, p, &r.Name) },
+		"script": func(n *yaml.Node, p string) { d.str(n, p, &script); scriptNode = n },
+		"lua":    func(n *yaml.Node, p string) { d.str(n, p, &inline); inlineNode = n },
+	}))
 	rn := resolve(n)
 	if rn == nil || (rn.Kind != yaml.MappingNode && !isNull(rn)) {
 		return r

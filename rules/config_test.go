@@ -181,7 +181,7 @@ func TestLoadCommandLine(t *testing.T) {
 }
 
 func TestMatches(t *testing.T) {
-	c := &Command{MatchLabels: map[string]string{"env": "testing", "owner": "me"}}
+	c := &Command{Process: Process{MatchLabels: map[string]string{"env": "testing", "owner": "me"}}}
 	for _, tc := range []struct {
 		labels map[string]string
 		want   bool
