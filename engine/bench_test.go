@@ -12,25 +12,38 @@ import (
 	"github.com/amx-dev/amx/rules"
 )
 
-// BenchmarkWebhookNoMatch measures one notification through the HTTP handler
-// (read, decode, decide, answer) with a command that does not match, so
-// nothing is spawned: amx's own cost per notification.
-func BenchmarkWebhookNoMatch(b *testing.B) {
+// BenchmarkWebhook measures one notification (2 alerts) through the HTTP
+// handler (read, decode, decide, answer) with nothing spawned, side by side:
+// classic-only with a command that does not match, and one Lua route run for
+// each alert that ends in skip().
+func BenchmarkWebhook(b *testing.B) {
 	body, err := os.ReadFile("../examples/payloads/firing-diskfull-two-alerts.json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := &rules.Config{MaxBodyBytes: rules.DefaultMaxBodyBytes, Set: &rules.Set{Commands: []*rules.Command{
-		{Name: "commands[0]", Cmd: "true", Process: rules.Process{MatchLabels: map[string]string{"alertname": "Other"}}},
-	}}}
-	h := New(cfg, compile(b, cfg.Set), slog.New(slog.DiscardHandler)).Handler()
-	b.ReportAllocs()
-	for b.Loop() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
-		if rec.Code != http.StatusOK {
-			b.Fatalf("answer %d", rec.Code)
-		}
+	for _, tc := range []struct {
+		name string
+		set  *rules.Set
+	}{
+		{"classic", &rules.Set{Commands: []*rules.Command{
+			{Name: "commands[0]", Cmd: "true", Process: rules.Process{MatchLabels: map[string]string{"alertname": "Other"}}},
+		}}},
+		{"lua", &rules.Set{LuaTimeout: rules.DefaultLuaTimeout, Routes: []*rules.Route{
+			{Name: "skip", ScriptName: "skip.lua", Source: `skip("not today")`, Process: rules.DefaultProcess()},
+		}}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := &rules.Config{MaxBodyBytes: rules.DefaultMaxBodyBytes, Set: tc.set}
+			h := New(cfg, compile(b, tc.set), slog.New(slog.DiscardHandler)).Handler()
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
+				if rec.Code != http.StatusOK {
+					b.Fatalf("answer %d", rec.Code)
+				}
+			}
+		})
 	}
 }
 
