@@ -131,7 +131,7 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 			case err != nil:
 				lerr, ok := errors.AsType[*luaapi.Error](err)
 				if !ok {
-					lerr = &luaapi.Error{Msg: err.Error()}
+					lerr = &luaapi.Error{Msg: err.Error(), Kind: luaapi.KindError}
 				}
 				d.plan.Errors = append(d.plan.Errors, RouteError{Route: route.Name, Fingerprint: a.Fingerprint,
 					Err: lerr, NotifyOnFailure: route.NotifyOnFailure})

@@ -116,22 +116,15 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	// A failing script fails its route for that alert only: the other
 	// routes' actions still run.
 	for _, re := range plan.Errors {
-		kind := "error"
-		switch {
-		case re.Err.Timeout:
-			kind = "timeout"
-		case re.Err.Memory:
-			kind = "memory"
-		}
-		e.m.luaErrors.WithLabelValues(re.Route, kind).Inc()
+		e.m.luaErrors.WithLabelValues(re.Route, re.Err.Kind).Inc()
 		e.log.Error("route failed", "route", re.Route, "fingerprint", re.Fingerprint, "err", re.Err.Msg)
 		if re.NotifyOnFailure {
 			failures = append(failures, re.Route+": "+re.Err.Msg)
 		}
 	}
 	// Signal first: a process bound to an alert that resolved in this very
-	// notification must not outlive it, and new actions are never bound to
-	// resolved alerts, so they are not hit.
+	// notification must not outlive it, while the actions planned now (a
+	// route's cleanup for that alert, say) must not be hit by the signal.
 	e.run.Resolve(plan.Resolved)
 	for _, res := range e.run.Run(plan.Actions) {
 		// A start refused because amx is stopping is amx's failure, not

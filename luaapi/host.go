@@ -85,8 +85,12 @@ func option(L *lua.LState, e *Exec, k, v lua.LValue) {
 		m := int(n)
 		e.Max = &m
 	case "resolved_signal":
+		// bad raises a Lua error: it does not return.
+		if t := v.Type(); t != lua.LTString && t != lua.LTNumber {
+			bad("a signal name or number")
+		}
 		sig, err := rules.ParseSignal(v.String())
-		if _, isStr := v.(lua.LString); (!isStr && v.Type() != lua.LTNumber) || err != nil {
+		if err != nil {
 			bad("a signal name or number")
 		}
 		n := int(sig)

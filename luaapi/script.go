@@ -187,12 +187,17 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	return inv.res, nil
 }
 
-// Error is a script that failed: it raised an error, misused a host
-// function, or ran past its deadline. Msg is one line naming script:line.
+// Kinds of script failure, as am_executor_lua_errors_total labels them.
+const (
+	KindError   = "error"   // the script raised an error or misused a host function
+	KindTimeout = "timeout" // it ran past its deadline
+	KindMemory  = "memory"  // the memory limit stopped it
+)
+
+// Error is a script that failed. Msg is one line naming script:line.
 type Error struct {
-	Msg     string
-	Timeout bool
-	Memory  bool // stopped by the memory limit
+	Msg  string
+	Kind string
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -207,12 +212,12 @@ func (vm *VM) runError(s *Script, inv *invocation, err error, ctx context.Contex
 		// gopher-lua reports where the script was stopped.
 		where, _, _ := strings.Cut(msg, " ")
 		if inv.overMemory.Load() {
-			return &Error{Msg: fmt.Sprintf("%s stopped: memory limit of %d MiB reached", where, vm.dog.limit>>20), Memory: true}
+			return &Error{Msg: fmt.Sprintf("%s stopped: memory limit of %d MiB reached", where, vm.dog.limit>>20), Kind: KindMemory}
 		}
-		return &Error{Msg: fmt.Sprintf("%s timed out after %s", where, vm.timeout), Timeout: true}
+		return &Error{Msg: fmt.Sprintf("%s timed out after %s", where, vm.timeout), Kind: KindTimeout}
 	}
 	if !strings.HasPrefix(msg, s.name+":") {
 		msg = s.name + ": " + msg
 	}
-	return &Error{Msg: msg}
+	return &Error{Msg: msg, Kind: KindError}
 }
