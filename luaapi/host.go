@@ -17,6 +17,7 @@ func (s *state) exec(L *lua.LState) int {
 	inv := s.cur
 	e := Exec{Line: currentLine(L)}
 	if t, ok := L.Get(1).(*lua.LTable); ok && L.GetTop() == 1 {
+		s.fill(t)
 		// The positional items are 1..n without a gap; t.Len() is only a
 		// border and may jump over holes.
 		n := 0

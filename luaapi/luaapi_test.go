@@ -97,6 +97,42 @@ exec("ok")
 	}
 }
 
+// TestPlainTables: alert and msg start as proxies, but a script cannot tell
+// them from the plain tables they stand for.
+func TestPlainTables(t *testing.T) {
+	res, err := run(t, `
+assert(getmetatable(alert) == nil and getmetatable(alert.labels) == nil, "metatable")
+assert(alert.labels == alert.labels and msg.alerts[1].labels == msg.alerts[1].labels, "same table")
+local n = 0
+for k, v in pairs(alert.labels) do n = n + 1 assert(alert.labels[k] == v) end
+assert(n == 3, "pairs saw " .. n .. " labels")
+assert(rawget(alert, "status") == "firing" and next(msg.group_labels) == "alertname", "rawget, next")
+local seen = {}
+for k in pairs(msg) do seen[#seen + 1] = k end
+table.sort(seen)
+assert(table.concat(seen, ",") == "alerts,common_annotations,common_labels,external_url,group_key,group_labels,receiver,status,truncated_alerts", table.concat(seen, ","))
+
+-- Writes, deletes and metatables behave as on any table.
+alert.annotations.runbook_url = nil
+assert(alert.annotations.runbook_url == nil and next(alert.annotations) == nil, "delete")
+local a2 = msg.alerts[2]
+a2.labels.instance = nil
+assert(a2.labels.instance == nil and a2.labels.alertname == "DiskFull", "delete before any read")
+rawset(msg.common_labels, "job", nil)
+assert(msg.common_labels.job == nil, "rawset")
+local l = setmetatable(msg.alerts[1].labels, {__index = function() return "default" end})
+assert(l.instance == "db1:9100" and l.nothing == "default", "setmetatable")
+table.insert(alert.labels, "x")
+assert(alert.labels[1] == "x" and alert.labels.mountpoint == "/var", "table.insert")
+alert.status = nil
+assert(alert.status == nil and alert.fingerprint == "0aa7859a3dd8b47b", "alert delete")
+exec("ok")
+`)
+	if err != nil || len(res.Execs) != 1 {
+		t.Fatalf("%v %+v", err, res)
+	}
+}
+
 func TestSkip(t *testing.T) {
 	res, err := run(t, `exec("a") skip("maintenance window") exec("b")`)
 	if err != nil || !res.Skipped || res.SkipReason != "maintenance window" || len(res.Execs) != 0 {
@@ -163,7 +199,7 @@ func TestSandbox(t *testing.T) {
 		{"setmetatable('', {})", "bad argument #1 to setmetatable (table expected, got string)"},
 		{"getmetatable('').__index.rep = nil", "attempt to index a non-table object(boolean) with key '__index'"},
 		{"getmetatable(_G).__index.exec = nil", "attempt to index a non-table object(boolean) with key '__index'"},
-		{"getmetatable(msg).__index = nil", "attempt to index a non-table object(boolean) with key '__index'"},
+		{"getmetatable(msg).__index = nil", "attempt to index a non-table object(nil) with key '__index'"}, // msg is a plain table
 	} {
 		_, err := run(t, tc.src)
 		switch {
@@ -176,56 +212,67 @@ func TestSandbox(t *testing.T) {
 }
 
 // TestIsolation runs a hostile script and then an inspecting one on the
-// same state: nothing the first did may be visible to the second.
+// same state: nothing the first did may be visible to the second. Each
+// hostile line runs on its own, so that no line hides another (adding a
+// global makes the next invocation get a new environment, for one).
 func TestIsolation(t *testing.T) {
-	vm := NewVM(time.Second, 0, nil)
-	st := newState()
-	defer st.L.Close()
-	hostile, err := Compile("hostile.lua", `
-leaked = "global"
-_G.leaked_g = "via _G"
-alert.labels.instance = "changed"
-msg.common_labels.job = "changed"
-msg.alerts[1].status = "changed"
-string_rep = string.rep
-pcall(function() string.rep = function() return "hijacked" end end)
-pcall(rawset, string, "upper", nil)
-pcall(setmetatable, math, {})
-local mt = getmetatable("")
-pcall(function() mt.__index = {} end)
-exec = function() end
-env("FROM_FIRST", "1")
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
 	inspect, err := Compile("inspect.lua", `
 assert(leaked == nil, "global leaked")
 assert(leaked_g == nil, "_G global leaked")
-assert(alert.labels.instance == "db1:9100", "alert table leaked")
-assert(msg.common_labels.job == "node", "msg table leaked")
+assert(_G[1] == nil and raw == nil, "table.insert or rawset on _G leaked")
+assert(alert.labels.instance == "db1:9100" and alert.status == "firing", "alert table leaked")
+assert(msg.common_labels.job == "node" and msg.receiver == "executor", "msg table leaked")
 assert(msg.alerts[1].status == "firing", "msg.alerts leaked")
 assert(string.rep("a", 2) == "aa" and ("a"):rep(3) == "aaa", "string.rep changed")
 assert(string.upper("a") == "A", "string.upper removed")
 assert(getmetatable(math) == false, "math metatable changed")
+assert(getmetatable(alert) == nil, "alert metatable changed")
 exec("still", "works")
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := notification()
-	if _, err := vm.runOn(context.Background(), st, hostile, "r", n, 0); err != nil {
-		t.Fatal(err)
-	}
-	res, err := vm.runOn(context.Background(), st, inspect, "r", n, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Execs) != 1 || len(res.Env) != 0 {
-		t.Errorf("second run: %+v", res)
-	}
-	if n.Alerts[0].Labels["instance"] != "db1:9100" || n.CommonLabels["job"] != "node" {
-		t.Error("a script changed Go data")
+	for _, hostile := range []string{
+		`leaked = "global"`,
+		`_G.leaked_g = "via _G"`,
+		`alert.labels.instance = "changed"`,
+		`alert.status = "changed"`,
+		`setmetatable(alert, {__index = function() return "changed" end})`,
+		`msg.common_labels.job = "changed"`,
+		`msg.receiver = "changed"`,
+		`msg.alerts[1].status = "changed"`,
+		`alert = {labels = {instance = "changed"}}`,
+		`msg = nil`,
+		`_G = {}`,
+		`table.insert(_G, "array")`,
+		`rawset(_G, "raw", true)`,
+		`pcall(function() string.rep = function() return "hijacked" end end)`,
+		`pcall(rawset, string, "upper", nil)`,
+		`pcall(setmetatable, math, {})`,
+		`pcall(function() getmetatable("").__index = {} end)`,
+		`exec = function() end`,
+		`env("FROM_FIRST", "1")`,
+	} {
+		vm := NewVM(time.Second, 0, nil)
+		st := newState()
+		s, err := Compile("hostile.lua", hostile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := notification()
+		if _, err := vm.runOn(context.Background(), st, s, "r", n, 0); err != nil {
+			t.Fatalf("%s: %v", hostile, err)
+		}
+		res, err := vm.runOn(context.Background(), st, inspect, "r", n, 0)
+		if err != nil {
+			t.Errorf("after %s: %v", hostile, err)
+		} else if len(res.Execs) != 1 || len(res.Env) != 0 {
+			t.Errorf("after %s: %+v", hostile, res)
+		}
+		if n.Alerts[0].Labels["instance"] != "db1:9100" || n.CommonLabels["job"] != "node" {
+			t.Errorf("%s changed Go data", hostile)
+		}
+		st.L.Close()
 	}
 }
 

@@ -18,17 +18,32 @@ var removed = []string{
 const readOnlyMsg = "attempt to modify a read-only table"
 
 // state is one sandboxed Lua state. Its globals are shared by every
-// invocation on it, so scripts never see them directly: each invocation gets
-// a fresh environment table that reads through to them, library tables are
-// read-only proxies, and every metatable a script could reach is protected.
+// invocation on it, so scripts never see them directly: an invocation's
+// environment is a table of its own that reads through to them, library
+// tables are read-only proxies, and every metatable a script could reach is
+// protected.
 type state struct {
-	L *lua.LState
-	// envMeta makes an invocation's environment read through to the
-	// globals; it is protected so getmetatable(_G) cannot reach them.
+	L   *lua.LState
+	ctx *stopCtx // the watchdog's way to stop the running script
+
+	// envTable is the environment (the _G) of invocations on this state.
+	// A script that adds a global marks it dirty, and the next invocation
+	// gets a new one; a clean one is reused.
+	envTable *lua.LTable
+	envDirty bool
+	// envMeta makes envTable read through to the globals; it is protected
+	// so getmetatable(_G) cannot reach them.
 	envMeta *lua.LTable
-	// msgMeta builds msg.alerts on first use.
-	msgMeta *lua.LTable
-	cur     *invocation // the invocation running now, for host functions
+
+	// proxies are the alert and msg tables not yet filled (see proxy.go).
+	proxies   map[*lua.LTable]*source
+	proxyMeta *lua.LTable
+	next      *lua.LFunction
+	// The invocation's alert and msg, kept for the next one while untouched.
+	alertT, msgT     *lua.LTable
+	alertSrc, msgSrc source
+
+	cur *invocation // the invocation running now, for host functions
 }
 
 func newState() *state {
@@ -46,7 +61,8 @@ func newState() *state {
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
 	}
-	s := &state{L: L}
+	s := &state{L: L, ctx: newStopCtx(), proxies: make(map[*lua.LTable]*source)}
+	L.SetContext(s.ctx)
 	g := L.G.Global
 	// Forbidden names stay defined, so that a script using one learns why
 	// it fails instead of reading "attempt to call a non-function object".
@@ -62,13 +78,21 @@ func newState() *state {
 		g.RawSetString(name, lib)
 	}
 	g.RawSetString("_G", lua.LNil) // each invocation's _G is its own environment
-	g.RawSetString("getmetatable", L.NewFunction(protectedGetMetatable))
-	g.RawSetString("setmetatable", L.NewFunction(tableSetMetatable))
-	g.RawSetString("rawset", L.NewFunction(checkedRawSet))
+	g.RawSetString("getmetatable", L.NewFunction(s.getmetatable))
+	g.RawSetString("setmetatable", L.NewFunction(s.setmetatable))
+	g.RawSetString("rawset", L.NewFunction(s.rawset))
+	s.next = L.NewFunction(s.nextKey)
+	g.RawSetString("next", s.next)
+	g.RawSetString("pairs", L.NewFunction(s.pairs))
+	g.RawSetString("rawget", L.NewFunction(s.rawget))
 
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(cappedRep(str.RawGetString("rep"))))
+	tab := g.RawGetString("table").(*lua.LTable)
+	for _, name := range []string{"insert", "remove", "sort"} {
+		tab.RawSetString(name, s.writing(tab.RawGetString(name).(*lua.LFunction)))
+	}
 	for _, name := range []string{"string", "table", "math"} {
 		g.RawSetString(name, s.readOnly(g.RawGetString(name).(*lua.LTable)))
 	}
@@ -89,9 +113,85 @@ func newState() *state {
 
 	s.envMeta = s.protectedMeta()
 	s.envMeta.RawSetString("__index", g)
-	s.msgMeta = s.protectedMeta()
-	s.msgMeta.RawSetString("__index", L.NewFunction(s.msgIndex))
+	s.envMeta.RawSetString("__newindex", L.NewFunction(s.setGlobal))
+	s.proxyMeta = L.NewTable()
+	s.proxyMeta.RawSetString("__index", L.NewFunction(s.proxyIndex))
+	s.proxyMeta.RawSetString("__newindex", L.NewFunction(s.proxyNewIndex))
 	return s
+}
+
+// begin prepares the state for inv and returns its environment. The
+// environment and the alert and msg proxies are reused while they are clean:
+// allocating them is most of the cost of a short rule.
+func (s *state) begin(inv *invocation) *lua.LTable {
+	s.cur = inv
+	if s.envTable == nil || s.envDirty {
+		s.envTable = s.L.CreateTable(0, 4)
+		s.envTable.Metatable = s.envMeta
+		s.envDirty = false
+	}
+	s.alertSrc = source{alert: inv.alert}
+	s.msgSrc = source{msg: inv.msg}
+	s.alertT = s.reuse(s.alertT, &s.alertSrc)
+	s.msgT = s.reuse(s.msgT, &s.msgSrc)
+	// A script may have reassigned these without adding a key.
+	s.setEnv("_G", s.envTable)
+	s.setEnv("alert", s.alertT)
+	s.setEnv("msg", s.msgT)
+	return s.envTable
+}
+
+// reuse returns t as a proxy for src if it is still an untouched proxy, or
+// else a new proxy.
+func (s *state) reuse(t *lua.LTable, src *source) *lua.LTable {
+	if t == nil || t.Metatable != s.proxyMeta {
+		return s.proxy(src)
+	}
+	s.proxies[t] = src
+	return t
+}
+
+func (s *state) setEnv(key string, v lua.LValue) {
+	if s.envTable.RawGetString(key) != v {
+		s.envTable.RawSetString(key, v)
+	}
+}
+
+// end forgets the invocation's tables.
+func (s *state) end() {
+	s.cur = nil
+	if len(s.proxies) > 64 {
+		s.proxies = make(map[*lua.LTable]*source) // clear keeps a big map's buckets
+	} else {
+		clear(s.proxies)
+	}
+}
+
+// setGlobal is the environment's __newindex: the script adds a global.
+func (s *state) setGlobal(L *lua.LState) int {
+	s.envDirty = true
+	L.CheckTable(1).RawSet(L.CheckAny(2), L.CheckAny(3))
+	return 0
+}
+
+// writing wraps a table function that writes to its first argument without
+// metamethods, so that it fills a proxy first and marks the environment
+// dirty.
+func (s *state) writing(fn *lua.LFunction) *lua.LFunction {
+	return s.L.NewFunction(func(L *lua.LState) int {
+		if t, ok := L.Get(1).(*lua.LTable); ok {
+			s.rawWrite(t)
+		}
+		return fn.GFunction(L)
+	})
+}
+
+// rawWrite prepares t for a write that bypasses metamethods.
+func (s *state) rawWrite(t *lua.LTable) {
+	s.fill(t)
+	if t == s.envTable {
+		s.envDirty = true
+	}
 }
 
 func unavailable(name string) lua.LGFunction {
@@ -122,10 +222,13 @@ func (s *state) readOnly(t *lua.LTable) *lua.LTable {
 	return proxy
 }
 
-// protectedGetMetatable honours __metatable, which gopher-lua's own
-// getmetatable ignores.
-func protectedGetMetatable(L *lua.LState) int {
+// getmetatable honours __metatable, which gopher-lua's own ignores, and
+// shows a proxy as the plain table it stands for.
+func (s *state) getmetatable(L *lua.LState) int {
 	mt := L.GetMetatable(L.CheckAny(1))
+	if mt == s.proxyMeta {
+		mt = lua.LNil
+	}
 	if t, ok := mt.(*lua.LTable); ok {
 		if p := t.RawGetString("__metatable"); p != lua.LNil {
 			L.Push(p)
@@ -136,11 +239,12 @@ func protectedGetMetatable(L *lua.LState) int {
 	return 1
 }
 
-// tableSetMetatable is setmetatable for tables only: on a string or number
-// it would change the metatable of every such value, for later alerts too.
-func tableSetMetatable(L *lua.LState) int {
+// setmetatable is for tables only: on a string or number it would change
+// the metatable of every such value, for later alerts too.
+func (s *state) setmetatable(L *lua.LState) int {
 	t := L.CheckTable(1)
 	L.CheckTypes(2, lua.LTNil, lua.LTTable)
+	s.fill(t)
 	if mt, ok := t.Metatable.(*lua.LTable); ok && mt.RawGetString("__metatable") != lua.LNil {
 		L.RaiseError("cannot change a protected metatable")
 	}
@@ -149,13 +253,15 @@ func tableSetMetatable(L *lua.LState) int {
 	return 1
 }
 
-// checkedRawSet is rawset that refuses tables with a protected metatable:
-// the read-only proxies are shared between invocations.
-func checkedRawSet(L *lua.LState) int {
+// rawset refuses tables with a protected metatable, because the read-only
+// library proxies are shared between invocations; the environment is the
+// exception.
+func (s *state) rawset(L *lua.LState) int {
 	t := L.CheckTable(1)
-	if mt, ok := t.Metatable.(*lua.LTable); ok && mt.RawGetString("__metatable") != lua.LNil {
+	if mt, ok := t.Metatable.(*lua.LTable); ok && mt.RawGetString("__metatable") != lua.LNil && t != s.envTable {
 		L.RaiseError(readOnlyMsg)
 	}
+	s.rawWrite(t)
 	t.RawSet(L.CheckAny(2), L.CheckAny(3))
 	L.SetTop(1)
 	return 1

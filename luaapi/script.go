@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -35,6 +34,9 @@ func Compile(name, src string) (*Script, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	// A main chunk is a vararg function, for which gopher-lua builds the
+	// Lua 5.0 `arg` table on every call. Rules get no arguments; skip it.
+	proto.IsVarArg &^= lua.VarArgNeedsArg
 	return &Script{name: name, proto: proto}, nil
 }
 
@@ -101,10 +103,9 @@ type Result struct {
 
 // VM runs scripts in a pool of sandboxed states.
 type VM struct {
-	timeout time.Duration
-	log     *slog.Logger
-	pool    sync.Pool
-	dog     watchdog
+	log  *slog.Logger
+	pool sync.Pool
+	dog  watchdog
 }
 
 // DefaultMemoryLimit is the Go heap size at which running scripts are
@@ -121,7 +122,7 @@ func NewVM(timeout time.Duration, memoryLimit uint64, log *slog.Logger) *VM {
 	if memoryLimit == 0 {
 		memoryLimit = DefaultMemoryLimit
 	}
-	vm := &VM{timeout: timeout, log: log, dog: watchdog{limit: memoryLimit}}
+	vm := &VM{log: log, dog: watchdog{timeout: timeout, limit: memoryLimit}}
 	vm.pool.New = func() any { return newState() }
 	return vm
 }
@@ -133,8 +134,21 @@ type invocation struct {
 	alert *Alert
 	res   Result
 	log   *slog.Logger
-	// overMemory is set by the watchdog when it stops the invocation.
-	overMemory atomic.Bool
+
+	// For the watchdog: the caller's context, the deadline, and the state's
+	// stopCtx. stopped is the Kind the watchdog stopped the run for; it is
+	// written under the watchdog's lock and read after leave.
+	ctx      context.Context
+	deadline time.Time
+	stopCtx  *stopCtx
+	stopped  string
+	// prev and next link the watchdog's list of running invocations.
+	prev, next *invocation
+}
+
+func (inv *invocation) stop(kind string) {
+	inv.stopped = kind
+	inv.stopCtx.stop()
 }
 
 // Run runs a script for one alert of a notification (index into n.Alerts).
@@ -142,47 +156,33 @@ type invocation struct {
 func (vm *VM) Run(ctx context.Context, s *Script, route string, n *Notification, index int) (Result, error) {
 	st := vm.pool.Get().(*state)
 	res, err := vm.runOn(ctx, st, s, route, n, index)
-	if err != nil {
-		// A state that was interrupted may hold a half-unwound stack:
-		// drop it rather than return it to the pool.
+	if err != nil || st.ctx.Err() != nil {
+		// A state that was stopped, or unwound by an error, is not
+		// trusted with another script.
 		st.L.Close()
-		return Result{}, err
+		return res, err
 	}
 	vm.pool.Put(st)
 	return res, nil
 }
 
 func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *Notification, index int) (Result, error) {
-	alert := &n.Alerts[index]
-	inv := &invocation{route: route, msg: n, alert: alert, log: vm.log}
-	st.cur = inv
-	defer func() { st.cur = nil }()
-	L := st.L
-
-	env := L.CreateTable(0, 4)
-	env.Metatable = st.envMeta
-	env.RawSetString("_G", env)
-	env.RawSetString("alert", st.alertTable(alert))
-	env.RawSetString("msg", st.msgTable())
-	fn := L.NewFunctionFromProto(s.proto)
-	fn.Env = env
-
-	var cancel context.CancelFunc
-	if vm.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, vm.timeout)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
+	if err := ctx.Err(); err != nil {
+		return Result{}, &Error{Msg: fmt.Sprintf("%s: not run: %v", s.name, err), Kind: KindCanceled}
 	}
-	defer cancel()
-	vm.dog.enter(inv, cancel)
-	L.SetContext(ctx)
-	L.Push(fn)
-	err := L.PCall(0, 0, nil)
-	L.RemoveContext()
+	inv := &invocation{route: route, msg: n, alert: &n.Alerts[index], log: vm.log, ctx: ctx, stopCtx: st.ctx}
+	fn := st.L.NewFunctionFromProto(s.proto)
+	fn.Env = st.begin(inv)
+	vm.dog.enter(inv)
+	st.L.Push(fn)
+	err := st.L.PCall(0, 0, nil)
 	vm.dog.leave(inv)
-	L.SetTop(0)
-	if err != nil && !inv.res.Skipped {
-		return Result{}, vm.runError(s, inv, err, ctx)
+	st.end()
+	switch {
+	case inv.stopped != "" && err != nil:
+		return Result{}, vm.stopError(s, inv, err)
+	case err != nil && !inv.res.Skipped:
+		return Result{}, scriptError(s, err)
 	}
 	return inv.res, nil
 }
@@ -192,6 +192,9 @@ const (
 	KindError   = "error"   // the script raised an error or misused a host function
 	KindTimeout = "timeout" // it ran past its deadline
 	KindMemory  = "memory"  // the memory limit stopped it
+	// KindCanceled: its caller gave up (the client hung up, the server is
+	// shutting down) before it finished.
+	KindCanceled = "canceled"
 )
 
 // Error is a script that failed. Msg is one line naming script:line.
@@ -202,22 +205,35 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
-func (vm *VM) runError(s *Script, inv *invocation, err error, ctx context.Context) error {
-	msg := err.Error()
-	var aerr *lua.ApiError
-	if errors.As(err, &aerr) {
-		msg = aerr.Object.String()
+// stopError explains why the watchdog stopped a script; gopher-lua's
+// message starts with where it was stopped.
+func (vm *VM) stopError(s *Script, inv *invocation, err error) error {
+	where, _, _ := strings.Cut(errorText(err), " ")
+	if !strings.HasPrefix(where, s.name+":") {
+		where = s.name + ":"
 	}
-	if ctx.Err() != nil {
-		// gopher-lua reports where the script was stopped.
-		where, _, _ := strings.Cut(msg, " ")
-		if inv.overMemory.Load() {
-			return &Error{Msg: fmt.Sprintf("%s stopped: memory limit of %d MiB reached", where, vm.dog.limit>>20), Kind: KindMemory}
-		}
-		return &Error{Msg: fmt.Sprintf("%s timed out after %s", where, vm.timeout), Kind: KindTimeout}
+	switch inv.stopped {
+	case KindMemory:
+		return &Error{Msg: fmt.Sprintf("%s stopped: memory limit of %d MiB reached", where, vm.dog.limit>>20), Kind: KindMemory}
+	case KindTimeout:
+		return &Error{Msg: fmt.Sprintf("%s timed out after %s", where, vm.dog.timeout), Kind: KindTimeout}
 	}
+	return &Error{Msg: fmt.Sprintf("%s stopped: %v", where, inv.ctx.Err()), Kind: KindCanceled}
+}
+
+func scriptError(s *Script, err error) error {
+	msg := errorText(err)
 	if !strings.HasPrefix(msg, s.name+":") {
 		msg = s.name + ": " + msg
 	}
 	return &Error{Msg: msg, Kind: KindError}
+}
+
+// errorText is the message of a script error, without gopher-lua's
+// traceback.
+func errorText(err error) string {
+	if aerr, ok := errors.AsType[*lua.ApiError](err); ok {
+		return aerr.Object.String()
+	}
+	return err.Error()
 }

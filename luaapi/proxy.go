@@ -1,0 +1,184 @@
+package luaapi
+
+import (
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Scripts get alert and msg as plain Lua tables, copies a script can change
+// freely without reaching Go memory or the next invocation. Building every
+// field of every table up front costs more than most rules spend on the two
+// or three fields they read: gopher-lua keeps three structures per string
+// key. So the tables start as empty proxies that read through to the Go
+// values, and the first operation that could tell a proxy from a table — a
+// write, pairs or next, rawget or rawset, getmetatable or setmetatable, a
+// table.insert/remove/sort — fills the proxy with all its fields and drops
+// its metatable: from then on the script holds an ordinary table. A proxy
+// lives for one invocation.
+
+// source is what a proxy reads through to: one of alert, msg or strs.
+type source struct {
+	alert *Alert
+	msg   *Notification
+	strs  map[string]string
+	// kids are the tables already handed out for table-valued fields, so
+	// that alert.labels is the same table every time.
+	kids [4]*lua.LTable
+}
+
+var (
+	alertFields = []string{"status", "labels", "annotations", "starts_at", "ends_at", "generator_url", "fingerprint"}
+	msgFields   = []string{"receiver", "status", "group_key", "group_labels", "common_labels", "common_annotations",
+		"external_url", "truncated_alerts", "alerts"}
+)
+
+func (s *state) proxy(src *source) *lua.LTable {
+	t := s.L.CreateTable(0, 0)
+	t.Metatable = s.proxyMeta
+	s.proxies[t] = src
+	return t
+}
+
+// field is the value of one field of a source, LNil if it has none.
+func (s *state) field(src *source, key string) lua.LValue {
+	switch {
+	case src.alert != nil:
+		a := src.alert
+		switch key {
+		case "status":
+			return lua.LString(a.Status)
+		case "labels":
+			return s.kid(src, 0, a.Labels)
+		case "annotations":
+			return s.kid(src, 1, a.Annotations)
+		case "starts_at":
+			return lua.LNumber(a.StartsAt)
+		case "ends_at":
+			return lua.LNumber(a.EndsAt)
+		case "generator_url":
+			return lua.LString(a.GeneratorURL)
+		case "fingerprint":
+			return lua.LString(a.Fingerprint)
+		}
+	case src.msg != nil:
+		n := src.msg
+		switch key {
+		case "receiver":
+			return lua.LString(n.Receiver)
+		case "status":
+			return lua.LString(n.Status)
+		case "group_key":
+			return lua.LString(n.GroupKey)
+		case "group_labels":
+			return s.kid(src, 0, n.GroupLabels)
+		case "common_labels":
+			return s.kid(src, 1, n.CommonLabels)
+		case "common_annotations":
+			return s.kid(src, 2, n.CommonAnnotations)
+		case "external_url":
+			return lua.LString(n.ExternalURL)
+		case "truncated_alerts":
+			return lua.LNumber(n.TruncatedAlerts)
+		case "alerts":
+			if src.kids[3] == nil {
+				list := s.L.CreateTable(len(n.Alerts), 0)
+				for i := range n.Alerts {
+					list.RawSetInt(i+1, s.proxy(&source{alert: &n.Alerts[i]}))
+				}
+				src.kids[3] = list
+			}
+			return src.kids[3]
+		}
+	default:
+		if v, ok := src.strs[key]; ok {
+			return lua.LString(v)
+		}
+	}
+	return lua.LNil
+}
+
+// kid returns the proxy for a string map field, the same one every time.
+func (s *state) kid(src *source, i int, m map[string]string) *lua.LTable {
+	if src.kids[i] == nil {
+		src.kids[i] = s.proxy(&source{strs: m})
+	}
+	return src.kids[i]
+}
+
+// fill turns t into the ordinary table it stands for, if it is a proxy.
+func (s *state) fill(t *lua.LTable) {
+	src, ok := s.proxies[t]
+	if !ok {
+		return
+	}
+	delete(s.proxies, t)
+	t.Metatable = lua.LNil
+	var fields []string
+	switch {
+	case src.alert != nil:
+		fields = alertFields
+	case src.msg != nil:
+		fields = msgFields
+	default:
+		for k, v := range src.strs {
+			t.RawSetString(k, lua.LString(v))
+		}
+	}
+	for _, k := range fields {
+		t.RawSetString(k, s.field(src, k))
+	}
+}
+
+// proxyIndex is a proxy's __index: it reads the Go value.
+func (s *state) proxyIndex(L *lua.LState) int {
+	src := s.proxies[L.CheckTable(1)]
+	key, ok := L.Get(2).(lua.LString)
+	if src == nil || !ok {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(s.field(src, string(key)))
+	return 1
+}
+
+// proxyNewIndex is a proxy's __newindex: a write fills the table first.
+func (s *state) proxyNewIndex(L *lua.LState) int {
+	t := L.CheckTable(1)
+	k, v := L.CheckAny(2), L.CheckAny(3)
+	if k == lua.LNil {
+		L.RaiseError("table index is nil")
+	}
+	s.fill(t)
+	t.RawSet(k, v)
+	return 0
+}
+
+// pairs, next and rawget see a proxy as the table it stands for.
+
+func (s *state) pairs(L *lua.LState) int {
+	t := L.CheckTable(1)
+	s.fill(t)
+	L.Push(s.next)
+	L.Push(t)
+	L.Push(lua.LNil)
+	return 3
+}
+
+func (s *state) nextKey(L *lua.LState) int {
+	t := L.CheckTable(1)
+	s.fill(t)
+	k, v := t.Next(L.Get(2))
+	if k == lua.LNil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(k)
+	L.Push(v)
+	return 2
+}
+
+func (s *state) rawget(L *lua.LState) int {
+	t := L.CheckTable(1)
+	s.fill(t)
+	L.Push(t.RawGet(L.CheckAny(2)))
+	return 1
+}

@@ -1,0 +1,153 @@
+package luaapi
+
+import (
+	"context"
+	"errors"
+	"runtime/metrics"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// gopher-lua checks a state's context between instructions, and that is its
+// only way to stop a script. A context per invocation (with a timer) would
+// cost more than a short rule itself, so each state keeps one stopCtx for
+// its life, and a watchdog goroutine closes it when the invocation on that
+// state passes its deadline, when its caller gives up, or when the Go heap
+// passes the memory limit: gopher-lua has no allocation hook, so memory is
+// bounded from outside. The watchdog runs only while scripts do, and checks
+// every watchEvery.
+//
+// A single instruction can still allocate a lot, so string.rep, the one
+// cheap way to make a huge string at once, is capped too; doubling a string
+// with .. takes an instruction per step, which the watchdog sees.
+
+const (
+	watchEvery = 2 * time.Millisecond
+	heapMetric = "/memory/classes/heap/objects:bytes"
+)
+
+// maxRep caps the length of one string.rep result.
+const maxRep = 16 << 20
+
+// stopCtx is a state's context. Once stopped, the state is not used again.
+type stopCtx struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func newStopCtx() *stopCtx { return &stopCtx{done: make(chan struct{})} }
+
+func (c *stopCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *stopCtx) Done() <-chan struct{}       { return c.done }
+func (c *stopCtx) Value(any) any               { return nil }
+
+func (c *stopCtx) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+var errStopped = errors.New("stopped")
+
+func (c *stopCtx) stop() {
+	c.err = errStopped
+	close(c.done)
+}
+
+// watchdog stops invocations; see above.
+type watchdog struct {
+	timeout time.Duration // zero: no deadline
+	limit   uint64        // heap bytes
+
+	mu sync.Mutex
+	// active is a list of the running invocations, linked through their
+	// prev and next; cheaper to join and leave than a map.
+	active   *invocation
+	watching bool
+}
+
+// enter registers a running invocation and starts watching if needed.
+func (w *watchdog) enter(inv *invocation) {
+	if w.timeout > 0 {
+		inv.deadline = time.Now().Add(w.timeout)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	inv.next = w.active
+	if w.active != nil {
+		w.active.prev = inv
+	}
+	w.active = inv
+	if !w.watching {
+		w.watching = true
+		go w.watch()
+	}
+}
+
+// leave unregisters an invocation. After it returns, the watchdog no longer
+// touches inv, so inv.stopped can be read without a lock.
+func (w *watchdog) leave(inv *invocation) {
+	w.mu.Lock()
+	if inv.prev != nil {
+		inv.prev.next = inv.next
+	} else {
+		w.active = inv.next
+	}
+	if inv.next != nil {
+		inv.next.prev = inv.prev
+	}
+	w.mu.Unlock()
+}
+
+// watch runs while invocations are active.
+func (w *watchdog) watch() {
+	sample := []metrics.Sample{{Name: heapMetric}}
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	for range t.C {
+		metrics.Read(sample)
+		overMemory := sample[0].Value.Uint64() > w.limit
+		now := time.Now()
+		w.mu.Lock()
+		if w.active == nil {
+			w.watching = false
+			w.mu.Unlock()
+			return
+		}
+		for inv := w.active; inv != nil; inv = inv.next {
+			switch {
+			case inv.stopped != "":
+			case overMemory:
+				inv.stop(KindMemory)
+			case w.timeout > 0 && now.After(inv.deadline):
+				inv.stop(KindTimeout)
+			case inv.ctx.Err() != nil:
+				inv.stop(KindCanceled)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// cappedRep is string.rep with a cap on the result's length.
+func cappedRep(rep lua.LValue) lua.LGFunction {
+	return func(L *lua.LState) int {
+		s := L.CheckString(1)
+		n := L.CheckInt(2)
+		if n > 0 && len(s) > 0 && len(s) > maxRep/n {
+			L.RaiseError("string.rep: result longer than %d bytes", maxRep)
+		}
+		L.Push(rep)
+		L.Push(lua.LString(s))
+		L.Push(lua.LNumber(n))
+		L.Call(2, 1)
+		return 1
+	}
+}
+
+var _ context.Context = (*stopCtx)(nil)
