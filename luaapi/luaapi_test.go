@@ -291,3 +291,18 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("after a timeout: %+v %v", res, err)
 	}
 }
+
+// TestTimeoutInPattern: a pattern that backtracks for exponential time is
+// one Lua instruction; the deadline stops it all the same.
+func TestTimeoutInPattern(t *testing.T) {
+	vm := NewVM(50*time.Millisecond, 0, nil)
+	s, err := Compile("backtrack.lua", `local s = string.rep("a", 40)
+return s:match(string.rep("a*", 40) .. "b")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vm.Run(context.Background(), s, "r", notification(), 0)
+	if err == nil || !strings.HasPrefix(err.Error(), "backtrack.lua:2: timed out after 50ms") {
+		t.Errorf("err = %v", err)
+	}
+}

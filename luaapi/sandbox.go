@@ -89,6 +89,9 @@ func newState() *state {
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(cappedRep(str.RawGetString("rep"))))
+	for name, fn := range map[string]lua.LGFunction{"find": strFind, "match": strMatch, "gmatch": strGmatch, "gsub": strGsub} {
+		str.RawSetString(name, L.NewFunction(fn))
+	}
 	tab := g.RawGetString("table").(*lua.LTable)
 	for _, name := range []string{"insert", "remove", "sort"} {
 		tab.RawSetString(name, s.writing(tab.RawGetString(name).(*lua.LFunction)))
