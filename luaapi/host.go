@@ -2,7 +2,6 @@ package luaapi
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -21,9 +20,12 @@ func (s *state) exec(L *lua.LState) int {
 		// The positional items are 1..n without a gap; t.Len() is only a
 		// border and may jump over holes.
 		n := 0
-		for v := t.RawGetInt(1); v != lua.LNil; v = t.RawGetInt(n + 1) {
+		for t.RawGetInt(n+1) != lua.LNil {
 			n++
-			e.Args = append(e.Args, argString(L, 1, v, n))
+		}
+		e.Args = make([]string, n)
+		for i := range e.Args {
+			e.Args[i] = argString(L, 1, t.RawGetInt(i+1), i+1)
 		}
 		t.ForEach(func(k, v lua.LValue) {
 			if num, ok := k.(lua.LNumber); ok && float64(num) == float64(int(num)) && int(num) >= 1 && int(num) <= n {
@@ -32,8 +34,9 @@ func (s *state) exec(L *lua.LState) int {
 			option(L, &e, k, v)
 		})
 	} else {
-		for i := 1; i <= L.GetTop(); i++ {
-			e.Args = append(e.Args, argString(L, i, L.Get(i), 0))
+		e.Args = make([]string, L.GetTop())
+		for i := range e.Args {
+			e.Args[i] = argString(L, i+1, L.Get(i+1), 0)
 		}
 	}
 	if len(e.Args) == 0 || e.Args[0] == "" {
@@ -134,12 +137,22 @@ func option(L *lua.LState, e *Exec, k, v lua.LValue) {
 	}
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// validEnvName reports whether name is a portable environment variable
+// name: a letter or underscore, then letters, digits and underscores.
+func validEnvName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || 'a' <= c|0x20 && c|0x20 <= 'z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return name != ""
+}
 
 // env(name, value) adds a variable to every command this invocation execs.
 func (s *state) env(L *lua.LState) int {
 	name := L.CheckString(1)
-	if !envName.MatchString(name) {
+	if !validEnvName(name) {
 		L.ArgError(1, fmt.Sprintf("invalid environment variable name %q", name))
 	}
 	if strings.HasPrefix(name, "AMX_") {

@@ -44,6 +44,23 @@ type state struct {
 	alertSrc, msgSrc source
 
 	cur *invocation // the invocation running now, for host functions
+	inv invocation  // its storage: a state runs one invocation at a time
+
+	fns map[*Script]*lua.LFunction // the scripts' main functions on this state
+}
+
+// function returns the state's function for a script. The main function of
+// a chunk has no upvalues, so one serves every invocation.
+func (s *state) function(sc *Script) *lua.LFunction {
+	fn, ok := s.fns[sc]
+	if !ok {
+		if len(s.fns) >= 256 { // scripts of an old configuration
+			clear(s.fns)
+		}
+		fn = s.L.NewFunctionFromProto(sc.proto)
+		s.fns[sc] = fn
+	}
+	return fn
 }
 
 func newState() *state {
@@ -61,7 +78,7 @@ func newState() *state {
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
 	}
-	s := &state{L: L, ctx: newStopCtx(), proxies: make(map[*lua.LTable]*source)}
+	s := &state{L: L, ctx: newStopCtx(), proxies: make(map[*lua.LTable]*source), fns: make(map[*Script]*lua.LFunction)}
 	L.SetContext(s.ctx)
 	g := L.G.Global
 	// Forbidden names stay defined, so that a script using one learns why

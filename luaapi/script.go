@@ -170,8 +170,9 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	if err := ctx.Err(); err != nil {
 		return Result{}, &Error{Msg: fmt.Sprintf("%s: not run: %v", s.name, err), Kind: KindCanceled}
 	}
-	inv := &invocation{route: route, msg: n, alert: &n.Alerts[index], log: vm.log, ctx: ctx, stopCtx: st.ctx}
-	fn := st.L.NewFunctionFromProto(s.proto)
+	st.inv = invocation{route: route, msg: n, alert: &n.Alerts[index], log: vm.log, ctx: ctx, stopCtx: st.ctx}
+	inv := &st.inv
+	fn := st.function(s)
 	fn.Env = st.begin(inv)
 	vm.dog.enter(inv)
 	st.L.Push(fn)
