@@ -104,10 +104,28 @@ func (s *state) kid(src *source, i int, m map[string]string) *lua.LTable {
 	return src.kids[i]
 }
 
+// source returns what t is a proxy for, or nil.
+func (s *state) source(t *lua.LTable) *source {
+	if t.Metatable != s.proxyMeta {
+		return nil
+	}
+	switch t {
+	case s.alertT:
+		if s.alertSrc.alert != nil {
+			return &s.alertSrc
+		}
+	case s.msgT:
+		if s.msgSrc.msg != nil {
+			return &s.msgSrc
+		}
+	}
+	return s.proxies[t]
+}
+
 // fill turns t into the ordinary table it stands for, if it is a proxy.
 func (s *state) fill(t *lua.LTable) {
-	src, ok := s.proxies[t]
-	if !ok {
+	src := s.source(t)
+	if src == nil {
 		return
 	}
 	delete(s.proxies, t)
@@ -130,7 +148,7 @@ func (s *state) fill(t *lua.LTable) {
 
 // proxyIndex is a proxy's __index: it reads the Go value.
 func (s *state) proxyIndex(L *lua.LState) int {
-	src := s.proxies[L.CheckTable(1)]
+	src := s.source(L.CheckTable(1))
 	key, ok := L.Get(2).(lua.LString)
 	if src == nil || !ok {
 		L.Push(lua.LNil)

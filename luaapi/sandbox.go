@@ -35,7 +35,8 @@ type state struct {
 	// so getmetatable(_G) cannot reach them.
 	envMeta *lua.LTable
 
-	// proxies are the alert and msg tables not yet filled (see proxy.go).
+	// proxies are the tables not yet filled (see proxy.go), but for the
+	// invocation's alert and msg, kept outside the map to save its cost.
 	proxies   map[*lua.LTable]*source
 	proxyMeta *lua.LTable
 	next      *lua.LFunction
@@ -152,8 +153,8 @@ func (s *state) begin(inv *invocation) *lua.LTable {
 	}
 	s.alertSrc = source{alert: inv.alert}
 	s.msgSrc = source{msg: inv.msg}
-	s.alertT = s.reuse(s.alertT, &s.alertSrc)
-	s.msgT = s.reuse(s.msgT, &s.msgSrc)
+	s.alertT = s.reuse(s.alertT)
+	s.msgT = s.reuse(s.msgT)
 	// A script may have reassigned these without adding a key.
 	s.setEnv("_G", s.envTable)
 	s.setEnv("alert", s.alertT)
@@ -161,13 +162,13 @@ func (s *state) begin(inv *invocation) *lua.LTable {
 	return s.envTable
 }
 
-// reuse returns t as a proxy for src if it is still an untouched proxy, or
-// else a new proxy.
-func (s *state) reuse(t *lua.LTable, src *source) *lua.LTable {
+// reuse returns t if it is still an untouched proxy, or else a new empty
+// table for source() to recognise as the alert or msg proxy.
+func (s *state) reuse(t *lua.LTable) *lua.LTable {
 	if t == nil || t.Metatable != s.proxyMeta {
-		return s.proxy(src)
+		t = s.L.CreateTable(0, 0)
+		t.Metatable = s.proxyMeta
 	}
-	s.proxies[t] = src
 	return t
 }
 
@@ -180,6 +181,7 @@ func (s *state) setEnv(key string, v lua.LValue) {
 // end forgets the invocation's tables.
 func (s *state) end() {
 	s.cur = nil
+	s.alertSrc, s.msgSrc = source{}, source{}
 	if len(s.proxies) > 64 {
 		s.proxies = make(map[*lua.LTable]*source) // clear keeps a big map's buckets
 	} else {

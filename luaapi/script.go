@@ -135,13 +135,13 @@ type invocation struct {
 	res   Result
 	log   *slog.Logger
 
-	// For the watchdog: the caller's context, the deadline, and the state's
-	// stopCtx. stopped is the Kind the watchdog stopped the run for; it is
-	// written under the watchdog's lock and read after leave.
-	ctx      context.Context
-	deadline time.Time
-	stopCtx  *stopCtx
-	stopped  string
+	// For the watchdog: the caller's context, when the run started, and the
+	// state's stopCtx. stopped is the Kind the watchdog stopped the run
+	// for; it is written under the watchdog's lock and read after leave.
+	ctx     context.Context
+	started time.Time
+	stopCtx *stopCtx
+	stopped string
 	// prev and next link the watchdog's list of running invocations.
 	prev, next *invocation
 }

@@ -69,24 +69,27 @@ type watchdog struct {
 	// prev and next; cheaper to join and leave than a map.
 	active   *invocation
 	watching bool
+	now      time.Time // at the last tick
 }
 
 // enter registers a running invocation and starts watching if needed.
+// Reading the clock costs more than a short rule's share of this, so the
+// invocation's start is the watchdog's last tick (at most watchEvery ago),
+// and a deadline is only considered passed a tick later.
 func (w *watchdog) enter(inv *invocation) {
-	if w.timeout > 0 {
-		inv.deadline = time.Now().Add(w.timeout)
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	inv.next = w.active
+	if !w.watching {
+		w.watching = true
+		w.now = time.Now()
+		go w.watch()
+	}
+	inv.started = w.now
+	inv.prev, inv.next = nil, w.active
 	if w.active != nil {
 		w.active.prev = inv
 	}
 	w.active = inv
-	if !w.watching {
-		w.watching = true
-		go w.watch()
-	}
 }
 
 // leave unregisters an invocation. After it returns, the watchdog no longer
@@ -114,6 +117,7 @@ func (w *watchdog) watch() {
 		overMemory := sample[0].Value.Uint64() > w.limit
 		now := time.Now()
 		w.mu.Lock()
+		w.now = now
 		if w.active == nil {
 			w.watching = false
 			w.mu.Unlock()
@@ -124,7 +128,7 @@ func (w *watchdog) watch() {
 			case inv.stopped != "":
 			case overMemory:
 				inv.stop(KindMemory)
-			case w.timeout > 0 && now.After(inv.deadline):
+			case w.timeout > 0 && now.Sub(inv.started) > w.timeout+watchEvery:
 				inv.stop(KindTimeout)
 			case inv.ctx.Err() != nil:
 				inv.stop(KindCanceled)
