@@ -27,12 +27,12 @@ func (s *state) exec(L *lua.LState) int {
 		for i := range e.Args {
 			e.Args[i] = argString(L, 1, t.RawGetInt(i+1), i+1)
 		}
-		t.ForEach(func(k, v lua.LValue) {
+		for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
 			if num, ok := k.(lua.LNumber); ok && float64(num) == float64(int(num)) && int(num) >= 1 && int(num) <= n {
-				return // positional, read above
+				continue // positional, read above
 			}
 			option(L, &e, k, v)
-		})
+		}
 	} else {
 		e.Args = make([]string, L.GetTop())
 		for i := range e.Args {
