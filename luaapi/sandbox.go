@@ -48,6 +48,11 @@ type state struct {
 	inv invocation  // its storage: a state runs one invocation at a time
 
 	fns map[*Script]*lua.LFunction // the scripts' main functions on this state
+
+	// handler is the message handler of every run. It passes the error
+	// on as it is; without one, gopher-lua renders a traceback for every
+	// error, skip() included, and amx never shows it.
+	handler *lua.LFunction
 }
 
 // function returns the state's function for a script. The main function of
@@ -81,6 +86,7 @@ func newState() *state {
 	}
 	s := &state{L: L, ctx: newStopCtx(), proxies: make(map[*lua.LTable]*source), fns: make(map[*Script]*lua.LFunction)}
 	L.SetContext(s.ctx)
+	s.handler = L.NewFunction(func(L *lua.LState) int { return 1 })
 	g := L.G.Global
 	// Forbidden names stay defined, so that a script using one learns why
 	// it fails instead of reading "attempt to call a non-function object".

@@ -176,7 +176,7 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	fn.Env = st.begin(inv)
 	vm.dog.enter(inv)
 	st.L.Push(fn)
-	err := st.L.PCall(0, 0, nil)
+	err := st.L.PCall(0, 0, st.handler)
 	vm.dog.leave(inv)
 	st.end()
 	switch {
