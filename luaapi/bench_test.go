@@ -68,3 +68,21 @@ func BenchmarkRouteDisk(b *testing.B) {
 func BenchmarkRouteReboot(b *testing.B) {
 	benchRoute(b, "../examples/rules/reboot.lua", "firing-rebootmachine.json")
 }
+
+// BenchmarkInvocation is the fixed cost of one invocation: a script that
+// does nothing.
+func BenchmarkInvocation(b *testing.B) {
+	s, err := Compile("empty.lua", "local x = 1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := recorded(b, "firing-rebootmachine.json")
+	vm := NewVM(100*time.Millisecond, 0, nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := vm.Run(ctx, s, "route", n, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
