@@ -55,7 +55,7 @@ func newMetrics() *metrics {
 	}, []string{"route"})
 	m.luaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: "lua_errors", Name: "total",
-		Help: "Lua route invocations that failed, by route and kind (error, timeout, memory).",
+		Help: "Lua route invocations that failed, by route and kind (error, timeout, memory, canceled).",
 	}, []string{"route", "kind"})
 	current := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: "processes", Name: "current",
