@@ -37,6 +37,8 @@ type stopCtx struct {
 	err  error // set before done is closed
 }
 
+var _ context.Context = (*stopCtx)(nil)
+
 func newStopCtx() *stopCtx { return &stopCtx{done: make(chan struct{})} }
 
 func (c *stopCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -153,5 +155,3 @@ func cappedRep(rep lua.LValue) lua.LGFunction {
 		return 1
 	}
 }
-
-var _ context.Context = (*stopCtx)(nil)
