@@ -13,7 +13,7 @@ import (
 // exec(cmd, arg, ...) or exec{cmd, arg, ..., max=, resolved_signal=,
 // ignore_resolved=, timeout=, notify_on_failure=, stdin=} records an Exec.
 func (s *state) exec(L *lua.LState) int {
-	inv := s.cur
+	inv := &s.inv
 	e := Exec{Line: currentLine(L)}
 	if t, ok := L.Get(1).(*lua.LTable); ok && L.GetTop() == 1 {
 		s.fill(t)
@@ -159,14 +159,14 @@ func (s *state) env(L *lua.LState) int {
 		L.ArgError(1, fmt.Sprintf("%s: AMX_ names are reserved for amx", name))
 	}
 	value := argString(L, 2, L.Get(2), 0)
-	s.cur.res.Env = append(s.cur.res.Env, name+"="+value)
+	s.inv.res.Env = append(s.inv.res.Env, name+"="+value)
 	return 0
 }
 
 // skip(reason) ends the invocation; nothing it exec'd runs. It stays
 // skipped even if the script catches the error with pcall.
 func (s *state) skip(L *lua.LState) int {
-	res := &s.cur.res
+	res := &s.inv.res
 	res.Skipped = true
 	res.SkipReason = L.OptString(1, "")
 	res.Execs = nil
@@ -182,7 +182,7 @@ func (s *state) log(L *lua.LState) int {
 	for i := range parts {
 		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
 	}
-	inv := s.cur
+	inv := &s.inv
 	inv.log.Debug("lua", "route", inv.route, "fingerprint", inv.alert.Fingerprint, "line", currentLine(L),
 		"message", strings.Join(parts, " "))
 	return 0

@@ -32,9 +32,14 @@ var (
 )
 
 func (s *state) proxy(src *source) *lua.LTable {
+	t := s.emptyProxy()
+	s.proxies[t] = src
+	return t
+}
+
+func (s *state) emptyProxy() *lua.LTable {
 	t := s.L.CreateTable(0, 0)
 	t.Metatable = s.proxyMeta
-	s.proxies[t] = src
 	return t
 }
 

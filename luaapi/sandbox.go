@@ -44,8 +44,7 @@ type state struct {
 	alertT, msgT     *lua.LTable
 	alertSrc, msgSrc source
 
-	cur *invocation // the invocation running now, for host functions
-	inv invocation  // its storage: a state runs one invocation at a time
+	inv invocation // the one running now, read by the host functions
 
 	fns map[*Script]*lua.LFunction // the scripts' main functions on this state
 
@@ -147,18 +146,17 @@ func newState() *state {
 	return s
 }
 
-// begin prepares the state for inv and returns its environment. The
+// begin prepares the state for s.inv and returns its environment. The
 // environment and the alert and msg proxies are reused while they are clean:
 // allocating them is most of the cost of a short rule.
-func (s *state) begin(inv *invocation) *lua.LTable {
-	s.cur = inv
+func (s *state) begin() *lua.LTable {
 	if s.envTable == nil || s.envDirty {
 		s.envTable = s.L.CreateTable(0, 4)
 		s.envTable.Metatable = s.envMeta
 		s.envDirty = false
 	}
-	s.alertSrc = source{alert: inv.alert}
-	s.msgSrc = source{msg: inv.msg}
+	s.alertSrc = source{alert: s.inv.alert}
+	s.msgSrc = source{msg: s.inv.msg}
 	s.alertT = s.reuse(s.alertT)
 	s.msgT = s.reuse(s.msgT)
 	// A script may have reassigned these without adding a key.
@@ -168,12 +166,11 @@ func (s *state) begin(inv *invocation) *lua.LTable {
 	return s.envTable
 }
 
-// reuse returns t if it is still an untouched proxy, or else a new empty
-// table for source() to recognise as the alert or msg proxy.
+// reuse returns t if it is still an untouched proxy, or else a new one for
+// source() to recognise as the alert or msg proxy.
 func (s *state) reuse(t *lua.LTable) *lua.LTable {
 	if t == nil || t.Metatable != s.proxyMeta {
-		t = s.L.CreateTable(0, 0)
-		t.Metatable = s.proxyMeta
+		return s.emptyProxy()
 	}
 	return t
 }
@@ -186,7 +183,6 @@ func (s *state) setEnv(key string, v lua.LValue) {
 
 // end forgets the invocation's tables.
 func (s *state) end() {
-	s.cur = nil
 	s.alertSrc, s.msgSrc = source{}, source{}
 	if len(s.proxies) > 64 {
 		s.proxies = make(map[*lua.LTable]*source) // clear keeps a big map's buckets

@@ -173,7 +173,7 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	st.inv = invocation{route: route, msg: n, alert: &n.Alerts[index], log: vm.log, ctx: ctx, stopCtx: st.ctx}
 	inv := &st.inv
 	fn := st.function(s)
-	fn.Env = st.begin(inv)
+	fn.Env = st.begin()
 	vm.dog.enter(inv)
 	st.L.Push(fn)
 	err := st.L.PCall(0, 0, st.handler)
