@@ -3,6 +3,7 @@ module github.com/amx-dev/amx
 go 1.26.8
 
 require (
+	github.com/fsnotify/fsnotify v1.9.0
 	github.com/prometheus/client_golang v1.20.5
 	github.com/yuin/gopher-lua v1.1.1
 	golang.org/x/sys v0.28.0

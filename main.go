@@ -22,7 +22,24 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stderr, hangups()))
+}
+
+// hangups turns SIGHUP into reload requests. Requests that arrive while one
+// is pending coalesce: one reload reads the newest files anyway.
+func hangups() <-chan struct{} {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range sig {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return reload
 }
 
 const usage = `Usage: amx [options] [script [args...]]
@@ -35,13 +52,15 @@ Options:
 `
 
 // run is amx's whole life, from arguments to exit code, so that tests can
-// drive it without a process of its own.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+// drive it without a process of its own; a value on reload reloads the
+// configuration.
+func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan struct{}) int {
 	flags := flag.NewFlagSet("amx", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	file := flags.String("f", "", "YAML config file to use")
 	listen := flags.String("l", "", `HTTP address to listen on (default "`+rules.DefaultListenAddress+`")`)
 	verbose := flags.Bool("v", false, "Enable verbose/debug logging")
+	watch := flags.Bool("watch", true, "Reload when the config file or its Lua scripts change")
 	flags.Usage = func() {
 		fmt.Fprint(flags.Output(), usage)
 		flags.PrintDefaults()
@@ -53,14 +72,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	cfg, err := rules.Load(rules.Source{File: *file, ListenAddress: *listen, Verbose: *verbose, Script: flags.Args()})
+	src := rules.Source{File: *file, ListenAddress: *listen, Verbose: *verbose, Script: flags.Args()}
+	cfg, err := rules.Load(src)
 	if err != nil {
 		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
 		return 1
 	}
-	level := slog.LevelInfo
+	// The level follows verbose in the config file across reloads.
+	level := new(slog.LevelVar)
 	if cfg.Verbose {
-		level = slog.LevelDebug
+		level.Set(slog.LevelDebug)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	compiled, err := engine.Compile(cfg.Set, log)
@@ -83,8 +104,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		routes[i] = r.Name
 	}
 	log.Info("listening", "address", ln.Addr().String(), "tls", cfg.TLSCert != "", "config", cfg.File,
-		"commands", commands, "routes", routes)
-	if err := engine.Serve(ctx, ln, cfg, compiled, log); err != nil {
+		"commands", commands, "routes", routes, "watch", *watch && cfg.File != "")
+	opts := engine.ServeOptions{
+		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level},
+		Watch:   *watch,
+		Reload:  reload,
+	}
+	if err := engine.Serve(ctx, ln, opts); err != nil {
 		log.Error("serve", "err", err)
 		return 1
 	}

@@ -40,7 +40,7 @@ func BenchmarkWebhook(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := &rules.Config{MaxBodyBytes: rules.DefaultMaxBodyBytes, Set: tc.set}
-			h := New(cfg, compile(b, tc.set), slog.New(slog.DiscardHandler)).Handler()
+			h := New(Options{Config: cfg, Rules: compile(b, tc.set), Log: slog.New(slog.DiscardHandler)}).Handler()
 			b.ReportAllocs()
 			for b.Loop() {
 				rec := httptest.NewRecorder()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,24 +20,44 @@ import (
 
 // Engine answers webhook notifications under the current rules.
 type Engine struct {
-	log     *slog.Logger
-	m       *metrics
-	run     *runner.Runner
-	maxBody int64
+	log *slog.Logger
+	m   *metrics
+	// run is shared by every rules snapshot, so processes started under
+	// old rules keep their max accounting and resolved_signal.
+	run *runner.Runner
+	// The settings a reload may change: each notification reads each once.
 	rules   atomic.Pointer[Rules]
+	maxBody atomic.Int64
+	cert    atomic.Pointer[tls.Certificate]
 	ready   atomic.Bool
+
+	reload reloader
+}
+
+// Options configure an Engine.
+type Options struct {
+	// Config is the configuration in force at start, Rules its compiled
+	// rules.
+	Config *rules.Config
+	Rules  *Rules
+	Log    *slog.Logger
+	// Source is where Reload reads the configuration again.
+	Source rules.Source
+	// Level, when set, follows the configuration's verbose on reload.
+	Level *slog.LevelVar
 }
 
 // New returns an Engine for a loaded configuration and its compiled rules.
-func New(cfg *rules.Config, r *Rules, log *slog.Logger) *Engine {
+func New(opts Options) *Engine {
 	m := newMetrics()
 	e := &Engine{
-		log:     log,
-		m:       m,
-		run:     runner.New(runner.Options{Logger: log, Metrics: m.runner}),
-		maxBody: cfg.MaxBodyBytes,
+		log: opts.Log,
+		m:   m,
+		run: runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
 	}
-	e.rules.Store(r)
+	e.reload.src, e.reload.level = opts.Source, opts.Level
+	e.reload.listen, e.reload.tls = opts.Config.ListenAddress, opts.Config.Certificate != nil
+	e.apply(opts.Config, opts.Rules)
 	e.ready.Store(true)
 	return e
 }
@@ -61,6 +82,7 @@ func (e *Engine) Handler() http.Handler {
 		io.WriteString(w, "OK\n")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(e.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/-/reload", e.reloadHandler)
 	return mux
 }
 
@@ -75,11 +97,12 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 		e.reject(w, http.StatusMethodNotAllowed, stageRead, fmt.Errorf("method %s not allowed: use POST", r.Method))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.maxBody))
+	maxBody := e.maxBody.Load()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			e.reject(w, http.StatusRequestEntityTooLarge, stageRead,
-				fmt.Errorf("request body larger than max_body_bytes (%d)", e.maxBody))
+				fmt.Errorf("request body larger than max_body_bytes (%d)", maxBody))
 			return
 		}
 		e.reject(w, http.StatusBadRequest, stageRead, fmt.Errorf("read body: %w", err))

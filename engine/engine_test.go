@@ -250,7 +250,8 @@ func newTestEngine(t *testing.T, commands ...*rules.Command) (*Engine, *bytes.Bu
 	}
 	var logs bytes.Buffer
 	set := &rules.Set{Commands: commands}
-	e := New(&rules.Config{MaxBodyBytes: 4096, Set: set}, compile(t, set), slog.New(slog.NewTextHandler(&logs, nil)))
+	e := New(Options{Config: &rules.Config{MaxBodyBytes: 4096, Set: set}, Rules: compile(t, set),
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

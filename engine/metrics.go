@@ -28,6 +28,11 @@ type metrics struct {
 	// routeSkipped counts skip() per route; luaErrors failed scripts.
 	routeSkipped *prometheus.CounterVec
 	luaErrors    *prometheus.CounterVec
+	// The state of the configuration, named as Prometheus and Alertmanager
+	// name theirs.
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
+	configHash prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -57,6 +62,18 @@ func newMetrics() *metrics {
 		Namespace: ns, Subsystem: "lua_errors", Name: "total",
 		Help: "Lua route invocations that failed, by route and kind (error, timeout, memory, canceled).",
 	}, []string{"route", "kind"})
+	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: "config", Name: "last_reload_successful",
+		Help: "Whether the last configuration reload attempt was successful.",
+	})
+	m.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
+		Help: "Timestamp of the last successful configuration reload.",
+	})
+	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: "config", Name: "hash",
+		Help: "Hash of the configuration in force: the config file, its Lua scripts and TLS files (lowest 48 bits of SHA-256).",
+	})
 	current := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: "processes", Name: "current",
 		Help: "Current number of processes running.",
@@ -73,7 +90,8 @@ func newMetrics() *metrics {
 		Skipped:          m.skipped,
 		Errors:           m.errors,
 	}
-	m.reg.MustRegister(m.errors, m.skipped, m.signalled, m.notifs, m.routeSkipped, m.luaErrors, current, duration,
+	m.reg.MustRegister(m.errors, m.skipped, m.signalled, m.notifs, m.routeSkipped, m.luaErrors,
+		m.reloadOK, m.reloadTime, m.configHash, current, duration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Export the label values operators alert on from the start, not only
 	// after the first occurrence.

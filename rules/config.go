@@ -3,9 +3,9 @@
 package rules
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -37,7 +37,15 @@ type Config struct {
 	// ShutdownGrace is how long running commands may go on after SIGTERM
 	// before their process groups are killed.
 	ShutdownGrace time.Duration
-	Set           *Set
+	// Certificate is the TLS certificate and key read from TLSCert and
+	// TLSKey; nil without TLS.
+	Certificate *tls.Certificate
+	Set         *Set
+	// Files are the files the configuration was read from, in order: the
+	// config file, the Lua scripts, the TLS certificate and key. Sum is the
+	// checksum of the bytes read; a watcher compares it with Checksum(Files).
+	Files []string
+	Sum   Sum
 }
 
 // Dir is the directory relative paths in the configuration resolve against.
@@ -158,7 +166,18 @@ type Source struct {
 
 // Load reads, merges and validates a configuration. Every problem in the file
 // is reported at once, each as file:line:col: field: message.
+//
+// When the configuration is invalid, Load returns an incomplete Config with
+// the error, as go/parser returns a partial file: only its Files and Sum are
+// meaningful, so that a watcher can wait for the files to be fixed.
 func Load(src Source) (*Config, error) {
+	read := newSources()
+	cfg, err := load(src, read)
+	cfg.Files, cfg.Sum = read.files, read.sum()
+	return cfg, err
+}
+
+func load(src Source, read *sources) (*Config, error) {
 	cfg := &Config{
 		File:          src.File,
 		ListenAddress: DefaultListenAddress,
@@ -167,12 +186,12 @@ func Load(src Source) (*Config, error) {
 		Set:           &Set{LuaTimeout: DefaultLuaTimeout},
 	}
 	if src.File != "" {
-		data, err := os.ReadFile(src.File)
+		data, err := read.read(src.File)
 		if err != nil {
-			return nil, fmt.Errorf("load config: %w", err)
+			return cfg, fmt.Errorf("load config: %w", err)
 		}
-		if err := cfg.parse(src.File, data); err != nil {
-			return nil, err
+		if err := cfg.parse(src.File, data, read); err != nil {
+			return cfg, err
 		}
 	}
 	if src.ListenAddress != "" {
@@ -186,13 +205,13 @@ func Load(src Source) (*Config, error) {
 		}
 	}
 	if len(cfg.Set.Commands) == 0 && len(cfg.Set.Routes) == 0 {
-		return nil, errors.New("no command to run: give a script on the command line, or commands or routes in a config file (-f)")
+		return cfg, errors.New("no command to run: give a script on the command line, or commands or routes in a config file (-f)")
 	}
 	return cfg, nil
 }
 
-// parse decodes one file into cfg.
-func (cfg *Config) parse(file string, data []byte) error {
+// parse decodes one file into cfg; read reads the files it references.
+func (cfg *Config) parse(file string, data []byte, read *sources) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return syntaxError(file, err)
@@ -200,14 +219,14 @@ func (cfg *Config) parse(file string, data []byte) error {
 	if len(doc.Content) == 0 {
 		return nil // an empty file is an empty configuration
 	}
-	d := &decoder{file: file}
+	d := &decoder{file: file, read: read}
 	var maxBody int64
-	var tlsNode *yaml.Node
+	var tlsNode, certNode, keyNode *yaml.Node
 	d.mapping(doc.Content[0], "", map[string]field{
 		"listen_address": func(n *yaml.Node, p string) { d.str(n, p, &cfg.ListenAddress) },
 		"verbose":        func(n *yaml.Node, p string) { d.boolean(n, p, &cfg.Verbose) },
-		"tls_key":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSKey); tlsNode = n },
-		"tls_crt":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSCert); tlsNode = n },
+		"tls_key":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSKey); tlsNode, keyNode = n, n },
+		"tls_crt":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSCert); tlsNode, certNode = n, n },
 		"shutdown_grace": func(n *yaml.Node, p string) { d.duration(n, p, &cfg.ShutdownGrace) },
 		"max_body_bytes": func(n *yaml.Node, p string) {
 			d.integer(n, p, &maxBody)
@@ -247,10 +266,35 @@ func (cfg *Config) parse(file string, data []byte) error {
 			})
 		},
 	})
-	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+	switch {
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
 		d.errorf(tlsNode, "tls_crt", "tls_crt and tls_key must be given together")
+	case cfg.TLSCert != "":
+		cfg.Certificate = d.certificate(cfg.TLSCert, cfg.TLSKey, certNode, keyNode)
 	}
 	return d.err()
+}
+
+// certificate reads a TLS key pair. The paths are used as given, relative to
+// the working directory, as the old executor used them.
+func (d *decoder) certificate(certFile, keyFile string, certNode, keyNode *yaml.Node) *tls.Certificate {
+	certPEM, err := d.read.read(certFile)
+	if err != nil {
+		d.errorf(certNode, "tls_crt", "%v", err)
+	}
+	keyPEM, kerr := d.read.read(keyFile)
+	if kerr != nil {
+		d.errorf(keyNode, "tls_key", "%v", kerr)
+	}
+	if err != nil || kerr != nil {
+		return nil
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		d.errorf(certNode, "tls_crt", "%v", err)
+		return nil
+	}
+	return &cert
 }
 
 // command decodes one entry of commands[].
@@ -316,7 +360,7 @@ func (d *decoder) route(n *yaml.Node, path, dir string) *Route {
 		if !filepath.IsAbs(file) {
 			file = filepath.Join(dir, file)
 		}
-		src, err := os.ReadFile(file)
+		src, err := d.read.read(file)
 		if err != nil {
 			d.errorf(scriptNode, join(path, "script"), "%v", err)
 			break

@@ -51,7 +51,8 @@ func (e *Error) Error() string {
 // not the path of the field in the file.
 type decoder struct {
 	file string
-	errs []error // each an *Error
+	read *sources // reads the files the configuration references
+	errs []error  // each an *Error
 }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {

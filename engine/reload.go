@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/amx-dev/amx/rules"
+)
+
+// reloader is the engine's reload state. Reloads are serialized; the
+// notifications answered meanwhile read the snapshot in force.
+type reloader struct {
+	mu      sync.Mutex
+	src     rules.Source
+	level   *slog.LevelVar
+	watcher *rules.Watcher // nil when not watching
+	cfg     *rules.Config  // in force
+	// What cannot change without a restart: the address listened on and
+	// whether the listener speaks TLS.
+	listen string
+	tls    bool
+}
+
+// Reload reads the configuration again from its source, compiles every
+// script and, only when all of it is valid, swaps it in. A notification
+// being decided keeps the snapshot it started with; processes already
+// started keep their max accounting and their resolved_signal, whatever
+// the new rules say. On error the rules in force stay as they are, and the
+// error names file:line of every problem.
+func (e *Engine) Reload() error {
+	rl := &e.reload
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	cfg, err := rules.Load(rl.src)
+	// Watch what this configuration reads even when it is broken: fixing
+	// a script it names for the first time must reload too.
+	if rl.watcher != nil {
+		rl.watcher.Watch(cfg.Files, cfg.Sum)
+	}
+	var r *Rules
+	if err == nil {
+		r, err = Compile(cfg.Set, e.log)
+	}
+	if err != nil {
+		e.m.reloadOK.Set(0)
+		e.log.Error("reload failed; the previous configuration stays in force", "err", err)
+		return err
+	}
+	if cfg.ListenAddress != rl.listen {
+		e.log.Warn("listen_address changes only on restart; keeping the old one",
+			"listening", rl.listen, "configured", cfg.ListenAddress)
+	}
+	if (cfg.Certificate != nil) != rl.tls {
+		e.log.Warn("TLS is turned on or off only on restart; keeping the listener as it is", "tls", rl.tls)
+	}
+	e.apply(cfg, r)
+	e.log.Info("configuration reloaded", "file", cfg.File, "commands", len(cfg.Set.Commands),
+		"routes", len(cfg.Set.Routes))
+	return nil
+}
+
+// apply puts a valid configuration in force; the caller holds reload.mu or
+// owns the engine alone.
+func (e *Engine) apply(cfg *rules.Config, r *Rules) {
+	rl := &e.reload
+	rl.cfg = cfg
+	e.rules.Store(r)
+	e.maxBody.Store(cfg.MaxBodyBytes)
+	if cfg.Certificate != nil && rl.tls {
+		e.cert.Store(cfg.Certificate)
+	}
+	if rl.level != nil {
+		rl.level.Set(level(cfg.Verbose))
+	}
+	e.m.reloadOK.Set(1)
+	e.m.reloadTime.SetToCurrentTime()
+	e.m.configHash.Set(cfg.Sum.Metric())
+}
+
+func level(verbose bool) slog.Level {
+	if verbose {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// watch makes every later reload update what w watches, and starts it on
+// the configuration in force.
+func (e *Engine) watch(w *rules.Watcher) {
+	rl := &e.reload
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.watcher = w
+	w.Watch(rl.cfg.Files, rl.cfg.Sum)
+}
+
+// shutdownGrace is the grace of the configuration in force.
+func (e *Engine) shutdownGrace() time.Duration {
+	e.reload.mu.Lock()
+	defer e.reload.mu.Unlock()
+	return e.reload.cfg.ShutdownGrace
+}
+
+// certificate serves the certificate of the configuration in force, so that
+// a reload rotates it without a restart.
+func (e *Engine) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return e.cert.Load(), nil
+}
+
+// reloadHandler is POST /-/reload, as Prometheus and Alertmanager have it:
+// 200 when the new configuration is in force, 500 with the reason when the
+// old one stays.
+func (e *Engine) reloadHandler(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := e.Reload(); err != nil {
+		http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("OK\n"))
+}
