@@ -12,7 +12,7 @@ import (
 
 // Defaults of a Watcher.
 const (
-	DefaultDebounce = 100 * time.Millisecond
+	DefaultDebounce = 25 * time.Millisecond
 	DefaultBackstop = 30 * time.Second
 )
 
