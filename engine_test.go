@@ -196,6 +196,7 @@ sleep 1000 & echo $! > "$0/grandchild"
 wait`
 
 func TestCommandLine(t *testing.T) {
+	badLua := writeFile(t, t.TempDir(), "amx.yml", "routes:\n  - name: r\n    lua: 'if then'\n")
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -207,6 +208,8 @@ func TestCommandLine(t *testing.T) {
 		{"bad config", []string{"-f", "rules/testdata/misspelt-match-labels.yml"}, 1,
 			`rules/testdata/misspelt-match-labels.yml:3:5: commands[0].match_lables: unknown field (did you mean "match_labels"?)`},
 		{"bad flag", []string{"-x"}, 2, "flag provided but not defined: -x"},
+		// No last good rules exist at startup: a broken config fails fast.
+		{"Lua syntax error", []string{"-f", badLua}, 1, "amx: invalid configuration:\n" + badLua + ":3: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := exec.Command(amxBin, tc.args...).CombinedOutput()
@@ -533,14 +536,28 @@ commands:
 	a.waitLog(t, "shutdown grace over; killing process group")
 }
 
+// TestTLS serves HTTPS, and rotates the certificate when its files change,
+// without a restart.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
 	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf("tls_crt: %s\ntls_key: %s\ncommands:\n  - cmd: \"true\"\n", certFile, keyFile))
 	a := startAmx(t, "-f", cfg)
-	client := &http.Client{Timeout: deadline, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if code, body := post(t, client, "https://"+a.addr+"/", payload(t, "firing-highlatency.json")); code != 200 {
+	client := func(pool *x509.CertPool) *http.Client {
+		// No connection reuse: each request makes a new handshake.
+		return &http.Client{Timeout: deadline, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+	}
+	if code, body := post(t, client(pool), "https://"+a.addr+"/", payload(t, "firing-highlatency.json")); code != 200 {
 		t.Errorf("TLS: %d %q", code, body)
+	}
+
+	_, _, rotated := selfSigned(t, dir)
+	runnertest.Eventually(t, "the rotated certificate", func() bool {
+		return tryPost(client(rotated), "https://"+a.addr+"/", payload(t, "firing-highlatency.json")).code == 200
+	})
+	if got := tryPost(client(pool), "https://"+a.addr+"/", payload(t, "firing-highlatency.json")); got.code != 0 {
+		t.Errorf("the old certificate is still served: %d", got.code)
 	}
 	// Go's TLS server answers plain HTTP with a 400.
 	if resp, err := http.Post("http://"+a.addr+"/", "application/json", strings.NewReader("{}")); err == nil {
@@ -549,6 +566,65 @@ func TestTLS(t *testing.T) {
 			t.Errorf("plain HTTP on the TLS listener: %d", resp.StatusCode)
 		}
 	}
+}
+
+// TestReload changes a running amx's rules the ways an operator does: an
+// editor's rename-over save of a script, a broken config that leaves the
+// rules in force, its fix, and with --watch=false, SIGHUP.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	// The route fails with its version, so every answer says which rules
+	// decided it.
+	script := func(v string) string { return fmt.Sprintf("error(%q, 0)", v) }
+	writeFile(t, dir, "r.lua", script("v1"))
+	cfg := writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n")
+	version := func(t *testing.T, a *amx) string {
+		_, body := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-highlatency.json"))
+		body = strings.TrimSpace(body) // "r: /path/r.lua: v1"
+		return body[strings.LastIndex(body, " ")+1:]
+	}
+	waitVersion := func(t *testing.T, a *amx, want string) {
+		t.Helper()
+		runnertest.Eventually(t, "rules "+want, func() bool { return version(t, a) == want })
+	}
+
+	t.Run("watch", func(t *testing.T) {
+		a := startAmx(t, "-f", cfg)
+		if got := version(t, a); got != "v1" {
+			t.Fatalf("rules %q at start", got)
+		}
+		// vim: write a new file, rename it over the old one.
+		writeFile(t, dir, "r.lua~", script("v2"))
+		if err := os.Rename(filepath.Join(dir, "r.lua~"), filepath.Join(dir, "r.lua")); err != nil {
+			t.Fatal(err)
+		}
+		waitVersion(t, a, "v2")
+
+		writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n    max: many\n")
+		a.waitLog(t, "reload failed")
+		if got := version(t, a); got != "v2" {
+			t.Errorf("rules %q after a broken save, want v2 still", got)
+		}
+		if !strings.Contains(a.Logs(), cfg+":4:10: routes[0].max: ") {
+			t.Errorf("the failure does not name file:line:col and the field:\n%s", a.Logs())
+		}
+		writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n    max: 2\n")
+		writeFile(t, dir, "r.lua", script("v3"))
+		waitVersion(t, a, "v3")
+	})
+
+	t.Run("SIGHUP without watching", func(t *testing.T) {
+		writeFile(t, dir, "r.lua", script("v1"))
+		a := startAmx(t, "-f", cfg, "--watch=false")
+		writeFile(t, dir, "r.lua", script("v2"))
+		// Ten debounce periods and more: a watcher would have reloaded.
+		time.Sleep(time.Second)
+		if got := version(t, a); got != "v1" {
+			t.Errorf("rules %q with --watch=false, want v1 until SIGHUP", got)
+		}
+		a.cmd.Process.Signal(syscall.SIGHUP)
+		waitVersion(t, a, "v2")
+	})
 }
 
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
