@@ -3,11 +3,18 @@ package engine
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/amx-dev/amx/rules"
 )
@@ -71,4 +78,69 @@ func BenchmarkDecide(b *testing.B) {
 			b.Fatalf("%d actions", len(p.Actions))
 		}
 	}
+}
+
+// BenchmarkReloadLatency measures what an operator waits for: from saving a
+// script (an editor's rename over the old file) to the new rules answering
+// webhooks, through the real inotify watcher, debounce, load, compile and
+// swap. It polls every millisecond and reports the p50, p99 and max of the
+// iterations; use -benchtime=200x for a p99 worth the name.
+func BenchmarkReloadLatency(b *testing.B) {
+	dir := b.TempDir()
+	script := func(v int) {
+		tmp := writeTestFile(b, dir, ".r.lua.swp", fmt.Sprintf("error('v%d', 0)", v))
+		if err := os.Rename(tmp, filepath.Join(dir, "r.lua")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	script(0)
+	src := rules.Source{File: writeTestFile(b, dir, "amx.yml", versioned)}
+	cfg, err := rules.Load(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(b.Context())
+	served := make(chan error, 1)
+	go func() {
+		served <- Serve(ctx, ln, ServeOptions{Options: Options{Config: cfg, Rules: compile(b, cfg.Set), Log: log, Source: src}, Watch: true})
+	}()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			b.Error(err)
+		}
+	}()
+	url := "http://" + ln.Addr().String() + "/"
+	answers := func(want string) bool {
+		resp, err := http.Post(url, "application/json", strings.NewReader(firing))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.HasSuffix(string(body), ": "+want+"\n")
+	}
+	var took []time.Duration
+	for i := 1; b.Loop(); i++ {
+		start := time.Now()
+		script(i)
+		for end := start.Add(10 * time.Second); !answers(fmt.Sprint("v", i)); {
+			if time.Now().After(end) {
+				c, _ := os.ReadFile(filepath.Join(dir, "r.lua"))
+				b.Fatalf("v%d never answered; r.lua: %s", i, c)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(took[len(took)/2]), "p50-ms")
+	b.ReportMetric(ms(took[(len(took)*99)/100]), "p99-ms")
+	b.ReportMetric(ms(took[len(took)-1]), "max-ms")
 }

@@ -332,3 +332,38 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d notifications answered during %d reloads", answered.Load(), reloads)
 }
+
+// TestReloadSettings: max_body_bytes and verbose change live; a new
+// listen_address is only logged, as it needs a restart.
+func TestReloadSettings(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, dir, "r.lua", `skip("v1")`)
+	file := writeTestFile(t, dir, "amx.yml", "listen_address: 127.0.0.1:9001\nmax_body_bytes: 4096\n"+versioned)
+	src := rules.Source{File: file}
+	cfg, err := rules.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := new(syncBuffer)
+	level := new(slog.LevelVar)
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
+	e := New(Options{Config: cfg, Rules: compile(t, cfg.Set), Log: log, Source: src, Level: level})
+	big := `{"status":"firing","alerts":[{}],"pad":"` + strings.Repeat("x", 5000) + `"}`
+	if code, _ := do(t, e.Handler(), "POST", "/", big); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over max_body_bytes: %d", code)
+	}
+
+	writeTestFile(t, dir, "amx.yml", "listen_address: 127.0.0.1:9002\nmax_body_bytes: 8192\nverbose: true\n"+versioned)
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, answer := do(t, e.Handler(), "POST", "/", big); code == http.StatusRequestEntityTooLarge {
+		t.Errorf("max_body_bytes did not change: %d %q", code, answer)
+	}
+	if level.Level() != slog.LevelDebug {
+		t.Errorf("log level %v after verbose: true", level.Level())
+	}
+	if want := `msg="listen_address changes only on restart; keeping the old one" listening=127.0.0.1:9001 configured=127.0.0.1:9002`; !strings.Contains(logs.String(), want) {
+		t.Errorf("logs lack %q:\n%s", want, logs)
+	}
+}

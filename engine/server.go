@@ -49,15 +49,7 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
-	go func() {
-		if opts.Config.Certificate != nil {
-			srv.TLSConfig = &tls.Config{GetCertificate: e.certificate}
-			served <- srv.ServeTLS(ln, "", "")
-		} else {
-			served <- srv.Serve(ln)
-		}
-	}()
+	// Watch before serving: a change made once amx answers is seen.
 	var changes <-chan struct{}
 	if opts.Watch && opts.Config.File != "" {
 		w, err := rules.NewWatcher(log, 0, 0)
@@ -74,6 +66,15 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 			changes = w.Changes()
 		}
 	}
+	served := make(chan error, 1)
+	go func() {
+		if opts.Config.Certificate != nil {
+			srv.TLSConfig = &tls.Config{GetCertificate: e.certificate}
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
 	for ctx.Err() == nil {
 		select {
 		case err := <-served:

@@ -113,6 +113,8 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 func (w *Watcher) loop(ctx context.Context, events <-chan fsnotify.Event, errs <-chan error) {
+	// What changed between the load and the first watch has no event.
+	w.check()
 	backstop := time.NewTicker(w.backstop)
 	defer backstop.Stop()
 	settle := time.NewTimer(w.debounce)
