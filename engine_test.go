@@ -559,6 +559,13 @@ func TestTLS(t *testing.T) {
 	if got := tryPost(client(pool), "https://"+a.addr+"/", payload(t, "firing-highlatency.json")); got.code != 0 {
 		t.Errorf("the old certificate is still served: %d", got.code)
 	}
+
+	// Turning TLS off takes a restart: the listener stays as it is.
+	writeFile(t, dir, "amx.yml", "commands:\n  - cmd: \"true\"\n")
+	a.waitLog(t, "TLS is turned on or off only on restart")
+	if code, body := post(t, client(rotated), "https://"+a.addr+"/", payload(t, "firing-highlatency.json")); code != 200 {
+		t.Errorf("TLS after a config without it: %d %q", code, body)
+	}
 	// Go's TLS server answers plain HTTP with a 400.
 	if resp, err := http.Post("http://"+a.addr+"/", "application/json", strings.NewReader("{}")); err == nil {
 		resp.Body.Close()

@@ -34,7 +34,6 @@ type Watcher struct {
 	mu    sync.Mutex
 	files []string
 	sum   Sum
-	dirs  map[string]bool
 }
 
 // NewWatcher returns a Watcher that watches nothing until Watch is called.
@@ -61,7 +60,6 @@ func newWatcher(log *slog.Logger, debounce, backstop time.Duration) *Watcher {
 		debounce: debounce,
 		backstop: backstop,
 		changes:  make(chan struct{}, 1),
-		dirs:     make(map[string]bool),
 	}
 }
 
@@ -86,23 +84,20 @@ func (w *Watcher) Watch(files []string, sum Sum) {
 	for _, f := range files {
 		want[filepath.Dir(f)] = true
 	}
-	for dir := range w.dirs {
+	// The watch list, not a list of our own: a directory that was removed
+	// and created again has lost its watch, and is added again here.
+	for _, dir := range w.fs.WatchList() {
 		if !want[dir] {
 			w.fs.Remove(dir)
-			delete(w.dirs, dir)
 		}
+		delete(want, dir)
 	}
 	for dir := range want {
-		if w.dirs[dir] {
-			continue
-		}
 		// A directory that does not exist yet is tried again on the next
 		// Watch; until then the backstop covers it.
 		if err := w.fs.Add(dir); err != nil {
 			w.log.Warn("cannot watch config directory", "dir", dir, "err", err)
-			continue
 		}
-		w.dirs[dir] = true
 	}
 }
 

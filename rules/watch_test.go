@@ -107,6 +107,9 @@ func TestWatcherFilesystem(t *testing.T) {
 		// change changes one of them.
 		setup  func(t *testing.T, dir string) []string
 		change func(t *testing.T, dir string)
+		// again, when set, changes a file in the directory change
+		// replaced, after Watch took the first change as a reload does.
+		again func(t *testing.T, dir string)
 	}{
 		{
 			name:   "write in place",
@@ -135,6 +138,17 @@ func TestWatcherFilesystem(t *testing.T) {
 			name:   "a script edited alone, in another directory",
 			setup:  plainFiles,
 			change: func(t *testing.T, dir string) { write(t, filepath.Join(dir, "rules", "disk.lua"), "-- v2") },
+		},
+		{
+			name:  "the scripts directory replaced",
+			setup: plainFiles,
+			change: func(t *testing.T, dir string) {
+				if err := os.RemoveAll(filepath.Join(dir, "rules")); err != nil {
+					t.Fatal(err)
+				}
+				write(t, filepath.Join(dir, "rules", "disk.lua"), "-- v2")
+			},
+			again: func(t *testing.T, dir string) { write(t, filepath.Join(dir, "rules", "disk.lua"), "-- v3") },
 		},
 		{
 			name: "ConfigMap ..data symlink swap",
@@ -177,6 +191,30 @@ func TestWatcherFilesystem(t *testing.T) {
 			case <-w.Changes():
 			case <-time.After(10 * time.Second):
 				t.Fatal("no change reported")
+			}
+			if tc.again == nil {
+				return
+			}
+			// The removed directory's watch is gone with it; the next
+			// Watch must add the new directory.
+			scripts := filepath.Join(dir, "rules")
+			for end := time.Now().Add(10 * time.Second); slices.Contains(w.fs.WatchList(), scripts); {
+				if time.Now().After(end) {
+					t.Fatal("the removed directory is still watched")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			w.Watch(files, Checksum(files))
+			if !slices.Contains(w.fs.WatchList(), scripts) {
+				t.Fatalf("the new %s is not watched: %q", scripts, w.fs.WatchList())
+			}
+			for changed(w) { // reports of the first change
+			}
+			tc.again(t, dir)
+			select {
+			case <-w.Changes():
+			case <-time.After(10 * time.Second):
+				t.Fatal("no change reported in the new directory")
 			}
 		})
 	}
