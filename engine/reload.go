@@ -46,7 +46,14 @@ func (e *Engine) Reload() error {
 	}
 	if err != nil {
 		e.m.reloadOK.Set(0)
-		e.log.Error("reload failed; the previous configuration stays in force", "err", err)
+		// A line per problem: each names its file:line.
+		problems := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			problems = j.Unwrap()
+		}
+		for _, p := range problems {
+			e.log.Error("reload failed; the previous configuration stays in force", "err", p)
+		}
 		return err
 	}
 	if cfg.ListenAddress != rl.listen {
@@ -115,7 +122,7 @@ func (e *Engine) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 // old one stays.
 func (e *Engine) reloadHandler(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
-		w.Header().Set("Allow", "POST")
+		w.Header().Set("Allow", "POST, PUT")
 		http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
 		return
 	}
