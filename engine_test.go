@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -223,6 +224,25 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tc.code, tc.output)
 			}
 		})
+	}
+}
+
+// TestRunInProcess drives run() without a process. It also keeps run and
+// everything it calls linked into this test binary: go test caches results
+// by the test binary, and the end-to-end tests exercise the separately
+// built amx, so without it a change to amx's code could be answered from
+// the cache.
+func TestRunInProcess(t *testing.T) {
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"-f", "rules/testdata/tls-half.yml"}, &out, nil)
+	if want := "tls_crt: tls_crt and tls_key must be given together"; code != 1 || !strings.Contains(out.String(), want) {
+		t.Errorf("exit %d, output %q, want 1 and %q", code, out.String(), want)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // serve, then stop at once
+	out.Reset()
+	if code := run(ctx, []string{"-l", "127.0.0.1:0", "true"}, &out, nil); code != 0 || !strings.Contains(out.String(), "msg=stopped") {
+		t.Errorf("exit %d, output %q", code, out.String())
 	}
 }
 
