@@ -234,14 +234,14 @@ func TestCommandLine(t *testing.T) {
 // the cache.
 func TestRunInProcess(t *testing.T) {
 	var out bytes.Buffer
-	code := run(t.Context(), []string{"-f", "rules/testdata/tls-half.yml"}, &out, nil)
+	code := run(t.Context(), []string{"-f", "rules/testdata/tls-half.yml"}, &out, &out, nil)
 	if want := "tls_crt: tls_crt and tls_key must be given together"; code != 1 || !strings.Contains(out.String(), want) {
 		t.Errorf("exit %d, output %q, want 1 and %q", code, out.String(), want)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel() // serve, then stop at once
 	out.Reset()
-	if code := run(ctx, []string{"-l", "127.0.0.1:0", "true"}, &out, nil); code != 0 || !strings.Contains(out.String(), "msg=stopped") {
+	if code := run(ctx, []string{"-l", "127.0.0.1:0", "true"}, &out, &out, nil); code != 0 || !strings.Contains(out.String(), "msg=stopped") {
 		t.Errorf("exit %d, output %q", code, out.String())
 	}
 }

@@ -13,16 +13,18 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"regexp"
 	"syscall"
 
 	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/engine/ruletool"
 	"github.com/amx-dev/amx/rules"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr, hangups()))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, hangups()))
 }
 
 // hangups turns SIGHUP into reload requests. Requests that arrive while one
@@ -43,10 +45,14 @@ func hangups() <-chan struct{} {
 }
 
 const usage = `Usage: amx [options] [script [args...]]
+       amx check CONFIG...
+       amx test [--run REGEX] [--junit FILE] TESTFILE...
+       amx explain -f CONFIG [--env] PAYLOAD.json|-
 
 amx receives Alertmanager webhook notifications and runs commands for them:
 the script given on the command line (for every alert) and the commands of
-the config file (-f).
+the config file (-f). check validates configs, test runs rule unit tests and
+explain prints what a notification would run; these three start nothing.
 
 Options:
 `
@@ -54,7 +60,17 @@ Options:
 // run is amx's whole life, from arguments to exit code, so that tests can
 // drive it without a process of its own; a value on reload reloads the
 // configuration.
-func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan struct{}) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-chan struct{}) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "check":
+			return check(args[1:], stdout, stderr)
+		case "test":
+			return test(args[1:], stdout, stderr)
+		case "explain":
+			return explain(args[1:], stdout, stderr)
+		}
+	}
 	flags := flag.NewFlagSet("amx", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	file := flags.String("f", "", "YAML config file to use")
@@ -114,5 +130,85 @@ func run(ctx context.Context, args []string, stderr io.Writer, reload <-chan str
 		log.Error("serve", "err", err)
 		return 1
 	}
+	return 0
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("amx check", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.Usage = func() { fmt.Fprintln(flags.Output(), "Usage: amx check CONFIG...") }
+	if err := flags.Parse(args); err != nil || flags.NArg() == 0 {
+		flags.Usage()
+		return 2
+	}
+	if !ruletool.Check(stdout, flags.Args()) {
+		return 1
+	}
+	return 0
+}
+
+func test(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("amx test", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	runExpr := flags.String("run", "", "Run only the tests whose name matches this regular expression")
+	junit := flags.String("junit", "", "Write a JUnit XML report to this file")
+	flags.Usage = func() {
+		fmt.Fprintln(flags.Output(), "Usage: amx test [--run REGEX] [--junit FILE] TESTFILE...")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil || flags.NArg() == 0 {
+		flags.Usage()
+		return ruletool.ExitBroken
+	}
+	opts := ruletool.TestOptions{JUnit: *junit}
+	if *runExpr != "" {
+		re, err := regexp.Compile(*runExpr)
+		if err != nil {
+			fmt.Fprintf(stderr, "amx test: --run: %v\n", err)
+			return ruletool.ExitBroken
+		}
+		opts.Run = re
+	}
+	return ruletool.Test(stdout, flags.Args(), opts)
+}
+
+func explain(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("amx explain", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	file := flags.String("f", "", "YAML config file")
+	env := flags.Bool("env", false, "Print each action's full environment, AMX_* variables included")
+	flags.Usage = func() {
+		fmt.Fprintln(flags.Output(), "Usage: amx explain -f CONFIG [--env] PAYLOAD.json|-")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil || flags.NArg() != 1 || *file == "" {
+		flags.Usage()
+		return 2
+	}
+	cfg, err := rules.Load(rules.Source{File: *file})
+	var compiled *engine.Rules
+	if err == nil {
+		compiled, err = engine.Compile(cfg.Set, nil)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	var body []byte
+	if name := flags.Arg(0); name == "-" {
+		body, err = io.ReadAll(os.Stdin)
+	} else {
+		body, err = os.ReadFile(name)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "amx explain: %v\n", err)
+		return 1
+	}
+	msg, err := engine.Decode(body)
+	if err != nil {
+		fmt.Fprintf(stderr, "amx explain: %s: %v\n", flags.Arg(0), err)
+		return 1
+	}
+	ruletool.Explain(stdout, compiled, msg, *env)
 	return 0
 }

@@ -1,0 +1,120 @@
+package ruletool
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/rules"
+	"github.com/amx-dev/amx/runner"
+)
+
+// Explain prints the Plan of a notification under a configuration: for each
+// command and route whether it matched and why, each action with its
+// settings and each skip with its reason. With env, each action's full
+// environment is printed too. Nothing runs.
+func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool) {
+	plan := engine.Decide(context.Background(), r, m)
+	fmt.Fprintf(w, "notification: %s, %d alerts, receiver %q, group_key %q\n", m.Status, len(m.Alerts), m.Receiver, m.GroupKey)
+	for _, a := range m.Alerts {
+		fmt.Fprintf(w, "  alert %s %s %s\n", a.Fingerprint, a.Status, labels(a.Labels))
+	}
+	if len(plan.Resolved) > 0 {
+		fmt.Fprintf(w, "resolved: live processes bound to %s get their resolved_signal\n", strings.Join(plan.Resolved, ", "))
+	}
+	commands := func() {
+		for _, c := range r.Set.Commands {
+			fmt.Fprintf(w, "\n%s (%s):\n", c.Name, c.String())
+			switch {
+			case m.Status != engine.StatusFiring:
+				fmt.Fprintf(w, "  not run: a resolved notification starts no classic command\n")
+			case !c.Matches(m.CommonLabels):
+				fmt.Fprintf(w, "  no match: match_labels %s are not all in commonLabels %s\n", labels(c.MatchLabels), labels(m.CommonLabels))
+			default:
+				fmt.Fprintf(w, "  matched commonLabels %s\n", labels(c.MatchLabels))
+			}
+			printActions(w, plan, c.Name, "", env)
+		}
+	}
+	routes := func() {
+		for _, route := range r.Set.Routes {
+			fmt.Fprintf(w, "\nroute %s (%s):\n", route.Name, route.ScriptName)
+			for _, a := range m.Alerts {
+				if !route.Matches(a.Labels) {
+					fmt.Fprintf(w, "  alert %s: no match: match_labels %s\n", a.Fingerprint, labels(route.MatchLabels))
+					continue
+				}
+				fmt.Fprintf(w, "  alert %s: script ran\n", a.Fingerprint)
+				n := printActions(w, plan, route.Name, a.Fingerprint, env)
+				for _, s := range plan.Skips {
+					if s.Name == route.Name && s.Fingerprint == a.Fingerprint {
+						fmt.Fprintf(w, "    skip: %s\n", s.Detail)
+						n++
+					}
+				}
+				for _, e := range plan.Errors {
+					if e.Route == route.Name && e.Fingerprint == a.Fingerprint {
+						fmt.Fprintf(w, "    error (%s): %s\n", e.Err.Kind, e.Err.Msg)
+						n++
+					}
+				}
+				if n == 0 {
+					fmt.Fprintf(w, "    nothing: the script returned without exec\n")
+				}
+			}
+		}
+	}
+	if r.Set.RoutesFirst {
+		routes()
+		commands()
+	} else {
+		commands()
+		routes()
+	}
+}
+
+// printActions prints the actions of one rule (and alert, for a route).
+func printActions(w io.Writer, plan engine.Plan, name, fingerprint string, env bool) int {
+	n := 0
+	for _, a := range plan.Actions {
+		if a.Name != name || (fingerprint != "" && a.Fingerprint != fingerprint) {
+			continue
+		}
+		n++
+		fmt.Fprintf(w, "    exec: %s %q\n", a.Cmd, a.Args)
+		fmt.Fprintf(w, "      fingerprint=%s max=%d resolved_signal=%s ignore_resolved=%t notify_on_failure=%t timeout=%s\n",
+			orNone(a.Fingerprint), a.Max, signalName(a), a.IgnoreResolved, a.NotifyOnFailure, a.Timeout)
+		for _, kv := range a.Env {
+			if env || !strings.HasPrefix(kv, "AMX_") {
+				fmt.Fprintf(w, "      %s\n", kv)
+			}
+		}
+	}
+	return n
+}
+
+func signalName(a runner.Action) string {
+	if a.Signal == 0 {
+		return rules.SignalName(rules.DefaultSignal)
+	}
+	return rules.SignalName(a.Signal)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func labels(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%q", k, m[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
