@@ -57,11 +57,15 @@ type TestAlert struct {
 }
 
 // Running is a process already live: started by a route or a command
-// ("commands[0]") for an alert.
+// ("commands[0]") for an alert. It counts for the max of the actions of its
+// rule and fingerprint, or only of those with its Cmd and Args when given,
+// as the runner counts per command line.
 type Running struct {
 	Route       string
 	Fingerprint string
-	Cmd         string // optional: only this command of the route
+	Cmd         string
+	Args        []string
+	HasArgs     bool
 	Line        int
 }
 
@@ -177,6 +181,7 @@ func (d *decoder) test(n *yaml.Node, path, dir string) *Test {
 					"route":       func(n *yaml.Node, p string) { d.str(n, p, &r.Route) },
 					"fingerprint": func(n *yaml.Node, p string) { d.str(n, p, &r.Fingerprint) },
 					"cmd":         func(n *yaml.Node, p string) { d.str(n, p, &r.Cmd) },
+					"args":        func(n *yaml.Node, p string) { d.strings(n, p, &r.Args); r.HasArgs = true },
 				})
 				d.required(n, p, "route", r.Route)
 				t.Running = append(t.Running, r)

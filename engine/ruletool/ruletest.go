@@ -184,7 +184,8 @@ func simulate(set *rules.Set, plan engine.Plan, running []rules.Running) (outcom
 	for _, a := range plan.Actions {
 		live := started[slot{a.Key, a.Fingerprint}]
 		for _, p := range running {
-			if p.Route == a.Name && p.Fingerprint == a.Fingerprint && (p.Cmd == "" || p.Cmd == a.Cmd) {
+			if p.Route == a.Name && p.Fingerprint == a.Fingerprint &&
+				(p.Cmd == "" || expectedCmd(set, p.Route, p.Cmd) == a.Cmd) && (!p.HasArgs || slices.Equal(p.Args, a.Args)) {
 				live++
 			}
 		}
@@ -278,7 +279,7 @@ func matchExec(set *rules.Set, x rules.ExpectExec, a runner.Action) bool {
 	if x.Route != a.Name || (x.Fingerprint != "" && x.Fingerprint != a.Fingerprint) {
 		return false
 	}
-	if x.Cmd != "" && expectedCmd(set, x) != a.Cmd {
+	if x.Cmd != "" && expectedCmd(set, x.Route, x.Cmd) != a.Cmd {
 		return false
 	}
 	if x.HasArgs && !slices.Equal(x.Args, a.Args) {
@@ -295,13 +296,13 @@ func matchExec(set *rules.Set, x rules.ExpectExec, a runner.Action) bool {
 
 // expectedCmd resolves a route's relative command ("bin/cleanup") as the
 // route does, against the configuration's directory.
-func expectedCmd(set *rules.Set, x rules.ExpectExec) string {
+func expectedCmd(set *rules.Set, route, cmd string) string {
 	for _, r := range set.Routes {
-		if r.Name == x.Route && strings.ContainsRune(x.Cmd, '/') && !filepath.IsAbs(x.Cmd) {
-			return filepath.Join(r.Dir, x.Cmd)
+		if r.Name == route && strings.ContainsRune(cmd, '/') && !filepath.IsAbs(cmd) {
+			return filepath.Join(r.Dir, cmd)
 		}
 	}
-	return x.Cmd
+	return cmd
 }
 
 func envMap(env []string) map[string]string {

@@ -5,7 +5,7 @@ if alert.status ~= "firing" then
 end
 
 -- "app3:8080" -> "app3"
-local host = alert.labels.instance:match("^([^:]+)")
+local host = (alert.labels.instance or ""):match("^([^:]+)")
 if not host then
   skip("no instance label to reboot")
 end
