@@ -211,6 +211,15 @@ func TestCommandLine(t *testing.T) {
 		{"bad flag", []string{"-x"}, 2, "flag provided but not defined: -x"},
 		// No last good rules exist at startup: a broken config fails fast.
 		{"Lua syntax error", []string{"-f", badLua}, 1, "amx: invalid configuration:\n" + badLua + ":3: "},
+		// The rule author's tools; nothing is spawned.
+		{"test", []string{"test", "examples/tests/executor.yml", "examples/tests/rules.yml"}, 0, "Unit Testing: examples/tests/rules.yml\n  SUCCESS (7 tests)"},
+		{"test --run", []string{"test", "--run", "maintenance", "examples/tests/rules.yml"}, 0, "SUCCESS (1 tests)"},
+		{"test failing", []string{"test", "engine/ruletool/testdata/failing.yml"}, 1, "name: wrong arguments and a missing skip"},
+		{"test broken", []string{"test", "engine/ruletool/testdata/broken.yml"}, 2, "broken.yml:5:31: tests[0].expect.exec[0].comand: unknown field"},
+		{"check", []string{"check", "examples/rules.yml", "examples/executor.yml"}, 0, "Checking 'examples/executor.yml'  SUCCESS"},
+		{"check broken", []string{"check", badLua}, 1, "Checking '" + badLua + "'  FAILED:\n  " + badLua + ":3: "},
+		{"explain", []string{"explain", "-f", "examples/rules.yml", "examples/payloads/firing-rebootmachine.json"}, 0,
+			"route reboot (examples/rules/reboot.lua):\n  alert e630cdb7300ce41f: script ran\n    exec: examples/bin/reboot-host [\"app3\"]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := exec.Command(amxBin, tc.args...).CombinedOutput()

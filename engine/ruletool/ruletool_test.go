@@ -1,0 +1,173 @@
+package ruletool
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/rules"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	file := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test ./engine/ruletool -update rewrites it)\ngot:\n%s\nwant:\n%s", file, got, want)
+	}
+}
+
+// TestExamples runs the example rule tests, as `amx test examples/tests/*.yml`.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("../../examples/tests/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example tests: %v", err)
+	}
+	var out bytes.Buffer
+	if code := Test(&out, files, TestOptions{}); code != ExitPass {
+		t.Errorf("exit %d:\n%s", code, out.String())
+	}
+	if n := strings.Count(out.String(), "SUCCESS"); n != len(files) {
+		t.Errorf("%d of %d files succeeded:\n%s", n, len(files), out.String())
+	}
+}
+
+func TestFailingAndBroken(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		code int
+	}{
+		{"testdata/failing.yml", ExitFailed},
+		{"testdata/broken.yml", ExitBroken},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			var out bytes.Buffer
+			if code := Test(&out, []string{tc.file}, TestOptions{}); code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			golden(t, strings.TrimSuffix(filepath.Base(tc.file), ".yml")+".out", out.String())
+		})
+	}
+}
+
+// TestRunAndJUnit: --run selects tests by name, and the JUnit report is
+// well-formed XML with the counts and the failure text.
+func TestRunAndJUnit(t *testing.T) {
+	var out bytes.Buffer
+	if code := Test(&out, []string{"testdata/failing.yml"}, TestOptions{Run: regexp.MustCompile("^pass")}); code != ExitPass {
+		t.Errorf("--run ^pass: exit %d:\n%s", code, out.String())
+	}
+	if !strings.Contains(out.String(), "SUCCESS (1 tests)") {
+		t.Errorf("--run ^pass ran other tests:\n%s", out.String())
+	}
+
+	report := filepath.Join(t.TempDir(), "junit.xml")
+	out.Reset()
+	code := Test(&out, []string{"testdata/failing.yml", "testdata/broken.yml"}, TestOptions{JUnit: report})
+	if code != ExitBroken {
+		t.Errorf("exit %d, want %d", code, ExitBroken)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got junitSuites
+	if err := xml.Unmarshal(data, &got); err != nil {
+		t.Fatalf("invalid XML: %v\n%s", err, data)
+	}
+	if len(got.Suites) != 2 {
+		t.Fatalf("%d suites", len(got.Suites))
+	}
+	s := got.Suites[0]
+	if s.Tests != 3 || s.Failures != 2 || s.Errors != 0 || len(s.Cases) != 3 {
+		t.Errorf("suite %s: tests=%d failures=%d errors=%d cases=%d, want 3, 2, 0, 3", s.Name, s.Tests, s.Failures, s.Errors, len(s.Cases))
+	}
+	if c := s.Cases[1]; c.Failure == nil || !strings.Contains(c.Failure.Text, `missing (line 11): restart: systemctl ["restart" "web"]`) {
+		t.Errorf("case %q: failure %+v", c.Name, c.Failure)
+	}
+	if b := got.Suites[1]; b.Errors != 1 || b.Cases[0].Error == nil || !strings.Contains(b.Cases[0].Error.Text, "broken.yml:5:31: ") {
+		t.Errorf("broken suite: %+v", b)
+	}
+}
+
+// TestFingerprint computes Alertmanager's fingerprint of every recorded
+// alert's labels and compares it with the one Alertmanager sent.
+func TestFingerprint(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/payloads/*.json")
+	n := 0
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m engine.Message
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range m.Alerts {
+			if got := Fingerprint(a.Labels); got != a.Fingerprint {
+				t.Errorf("%s: Fingerprint(%v) = %s, Alertmanager sent %s", f, a.Labels, got, a.Fingerprint)
+			}
+			n++
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d alerts compared", n)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	var out bytes.Buffer
+	if !Check(&out, []string{"../../examples/rules.yml"}) {
+		t.Errorf("examples/rules.yml failed:\n%s", out.String())
+	}
+	if Check(&out, []string{"../../rules/testdata/bad-routes.yml"}) {
+		t.Error("bad-routes.yml passed")
+	}
+	golden(t, "check.out", out.String())
+}
+
+func TestExplain(t *testing.T) {
+	cfg, err := rules.Load(rules.Source{File: "../../examples/rules.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := engine.Compile(cfg.Set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := os.ReadFile("../../examples/payloads/firing-diskfull-one-alert-resolved.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := engine.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	Explain(&out, r, m, false)
+	golden(t, "explain.out", out.String())
+	out.Reset()
+	Explain(&out, r, m, true)
+	if !strings.Contains(out.String(), "      AMX_ALERT_LEN=2\n") {
+		t.Errorf("--env does not print the AMX_* environment:\n%s", out.String())
+	}
+}
