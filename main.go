@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	listen := flags.String("l", "", `HTTP address to listen on (default "`+rules.DefaultListenAddress+`")`)
 	verbose := flags.Bool("v", false, "Enable verbose/debug logging")
 	watch := flags.Bool("watch", true, "Reload when the config file or its Lua scripts change")
+	recordDir := flags.String("record-dir", "", "Write every notification received to this directory, for amx test")
+	recordMax := flags.Int("record-max-files", 1000, "Keep at most this many recorded notifications, removing the oldest")
 	flags.Usage = func() {
 		fmt.Fprint(flags.Output(), usage)
 		flags.PrintDefaults()
@@ -121,8 +123,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	}
 	log.Info("listening", "address", ln.Addr().String(), "tls", cfg.TLSCert != "", "config", cfg.File,
 		"commands", commands, "routes", routes, "watch", *watch && cfg.File != "")
+	var record *engine.Recorder
+	if *recordDir != "" {
+		if record, err = engine.NewRecorder(*recordDir, *recordMax); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "amx: %v\n", err)
+			return 1
+		}
+	}
 	opts := engine.ServeOptions{
-		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level},
+		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level, Record: record},
 		Watch:   *watch,
 		Reload:  reload,
 	}

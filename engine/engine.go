@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -30,6 +31,7 @@ type Engine struct {
 	maxBody atomic.Int64
 	cert    atomic.Pointer[tls.Certificate]
 	ready   atomic.Bool
+	record  *Recorder // nil when not recording
 
 	reload reloader
 }
@@ -45,15 +47,18 @@ type Options struct {
 	Source rules.Source
 	// Level, when set, follows the configuration's verbose on reload.
 	Level *slog.LevelVar
+	// Record, when set, gets every valid notification as it arrived.
+	Record *Recorder
 }
 
 // New returns an Engine for a loaded configuration and its compiled rules.
 func New(opts Options) *Engine {
 	m := newMetrics()
 	e := &Engine{
-		log: opts.Log,
-		m:   m,
-		run: runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
+		log:    opts.Log,
+		m:      m,
+		run:    runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
+		record: opts.Record,
 	}
 	e.reload.src, e.reload.level = opts.Source, opts.Level
 	e.reload.listen, e.reload.tls = opts.Config.ListenAddress, opts.Config.Certificate != nil
@@ -112,6 +117,12 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		e.reject(w, http.StatusBadRequest, stageUnmarshal, err)
 		return
+	}
+	if e.record != nil {
+		// A recording that fails must not fail the notification.
+		if err := e.record.Record(time.Now(), msg.GroupKey, body); err != nil {
+			e.log.Warn("recording the notification", "err", err)
+		}
 	}
 	failures := e.Handle(r.Context(), msg)
 	if len(failures) > 0 {

@@ -369,3 +369,48 @@ func TestReadyFailsOnShutdown(t *testing.T) {
 		t.Errorf("notification during shutdown: %d %q", code, answer)
 	}
 }
+
+// TestRecord: every valid notification is written as it arrived, named by
+// time and group key, the oldest removed beyond the cap; bad input is not.
+func TestRecord(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rec")
+	rec, err := NewRecorder(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &rules.Set{Commands: []*rules.Command{{Name: "commands[0]", Cmd: "true", Process: rules.Process{MatchLabels: map[string]string{"x": "y"}}}}}
+	e := New(Options{Config: &rules.Config{MaxBodyBytes: 1 << 20, Set: set}, Rules: compile(t, set),
+		Log: slog.New(slog.DiscardHandler), Record: rec})
+	h := e.Handler()
+	var bodies []string
+	for i := range 3 {
+		body := strings.Replace(firing, `"receiver":"r"`, `"receiver":"r`+strconv.Itoa(i)+`","groupKey":"{}:{alertname=\"Disk Full\"}"`, 1)
+		bodies = append(bodies, body)
+		if code, answer := do(t, h, "POST", "/", body); code != 200 {
+			t.Fatalf("%d %q", code, answer)
+		}
+	}
+	do(t, h, "POST", "/", "{not json")
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("%d files kept, want 2: %q", len(files), files)
+	}
+	for i, f := range files {
+		if !strings.HasSuffix(f, "Z_alertname=_Disk_Full.json") {
+			t.Errorf("file name %s", filepath.Base(f))
+		}
+		got, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != bodies[i+1] {
+			t.Errorf("%s holds %q, want the notification %d as it arrived", f, got, i+1)
+		}
+		if _, err := Decode(got); err != nil {
+			t.Errorf("%s is not a payload amx test can read: %v", f, err)
+		}
+	}
+}
