@@ -63,7 +63,7 @@ func TestFailingAndBroken(t *testing.T) {
 			if code := Test(&out, []string{tc.file}, TestOptions{}); code != tc.code {
 				t.Errorf("exit %d, want %d", code, tc.code)
 			}
-			golden(t, strings.TrimSuffix(filepath.Base(tc.file), ".yml")+".out", out.String())
+			golden(t, strings.TrimSuffix(filepath.Base(tc.file), ".yml")+".golden", out.String())
 		})
 	}
 }
@@ -142,7 +142,7 @@ func TestCheck(t *testing.T) {
 	if Check(&out, []string{"../../rules/testdata/bad-routes.yml"}) {
 		t.Error("bad-routes.yml passed")
 	}
-	golden(t, "check.out", out.String())
+	golden(t, "check.golden", out.String())
 }
 
 func TestExplain(t *testing.T) {
@@ -164,7 +164,7 @@ func TestExplain(t *testing.T) {
 	}
 	var out bytes.Buffer
 	Explain(&out, r, m, false)
-	golden(t, "explain.out", out.String())
+	golden(t, "explain.golden", out.String())
 	out.Reset()
 	Explain(&out, r, m, true)
 	if !strings.Contains(out.String(), "      AMX_ALERT_LEN=2\n") {
