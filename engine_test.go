@@ -255,6 +255,22 @@ func TestRunInProcess(t *testing.T) {
 	}
 }
 
+// TestExplainStdin: amx explain reads the payload from stdin with "-", and
+// --env prints the AMX_* environment.
+func TestExplainStdin(t *testing.T) {
+	cmd := exec.Command(amxBin, "explain", "-f", "examples/executor.yml", "--env", "-")
+	cmd.Stdin = strings.NewReader(payload(t, "firing-highlatency.json"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"commands[0] (echo banana tomato):\n  matched commonLabels", "      AMX_ALERT_1_LABEL_service=checkout\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // TestFiringRunsCommandWithEnv: a command given on the command line, as
 // with the old executor, sees the AMX_* variables and amx's own environment.
 func TestFiringRunsCommandWithEnv(t *testing.T) {
