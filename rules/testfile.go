@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -304,9 +303,4 @@ func (d *decoder) expect(n *yaml.Node, path string, e *Expect) {
 			})
 		},
 	})
-}
-
-// String names a test in reports: its name and where it is.
-func (t *Test) String() string {
-	return fmt.Sprintf("%s (line %d)", t.Name, t.Line)
 }

@@ -218,20 +218,16 @@ func compareExec(set *rules.Set, exp rules.Expect, got []runner.Action) []string
 	used := make([]bool, len(got))
 	var missing []rules.ExpectExec
 	for _, x := range exp.Exec {
-		i := slices.IndexFunc(got, func(a runner.Action) bool { return matchExec(set, x, a) })
-		for i >= 0 && used[i] {
-			next := slices.IndexFunc(got[i+1:], func(a runner.Action) bool { return matchExec(set, x, a) })
-			if next < 0 {
-				i = -1
+		found := false
+		for i, a := range got {
+			if !used[i] && matchExec(set, x, a) {
+				used[i], found = true, true
 				break
 			}
-			i += 1 + next
 		}
-		if i < 0 {
+		if !found {
 			missing = append(missing, x)
-			continue
 		}
-		used[i] = true
 	}
 	unexpected := 0
 	for _, u := range used {
