@@ -7,7 +7,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -167,7 +166,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runner.Action {
 	act := newAction(route.Name, &route.Process, a.Fingerprint)
 	act.Key = "route\x00" + route.Name + "\x00" + e.Cmd + "\x00" + strings.Join(e.Args, "\x00")
-	act.Cmd, act.Args, act.Env = routeCommand(route, e.Cmd), e.Args, env
+	act.Cmd, act.Args, act.Env = route.Command(e.Cmd), e.Args, env
 	if e.Max != nil {
 		act.Max = *e.Max
 	}
@@ -215,13 +214,4 @@ func bind(c *rules.Command, m *Message) string {
 // reloads: the same command line is the same command.
 func commandKey(c *rules.Command) string {
 	return "cmd\x00" + c.Cmd + "\x00" + strings.Join(c.Args, "\x00")
-}
-
-// routeCommand resolves a relative command path ("bin/cleanup") against the
-// config file's directory; a bare name is looked up in PATH.
-func routeCommand(route *rules.Route, cmd string) string {
-	if strings.ContainsRune(cmd, '/') && !filepath.IsAbs(cmd) {
-		return filepath.Join(route.Dir, cmd)
-	}
-	return cmd
 }

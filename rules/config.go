@@ -117,6 +117,16 @@ type Route struct {
 	Process
 }
 
+// Command resolves a command a script execs: a relative path
+// ("bin/cleanup") is relative to the config file's directory, and a bare
+// name is looked up in PATH when it runs.
+func (r *Route) Command(cmd string) string {
+	if strings.ContainsRune(cmd, '/') && !filepath.IsAbs(cmd) {
+		return filepath.Join(r.Dir, cmd)
+	}
+	return cmd
+}
+
 // Command is one classic command, as the old executor's commands[] entries.
 type Command struct {
 	// Name identifies the command in logs and metrics: "commands[2]", or

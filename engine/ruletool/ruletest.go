@@ -10,7 +10,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -290,12 +289,11 @@ func matchExec(set *rules.Set, x rules.ExpectExec, a runner.Action) bool {
 	return true
 }
 
-// expectedCmd resolves a route's relative command ("bin/cleanup") as the
-// route does, against the configuration's directory.
+// expectedCmd resolves a command a test names as its route resolves it.
 func expectedCmd(set *rules.Set, route, cmd string) string {
 	for _, r := range set.Routes {
-		if r.Name == route && strings.ContainsRune(cmd, '/') && !filepath.IsAbs(cmd) {
-			return filepath.Join(r.Dir, cmd)
+		if r.Name == route {
+			return r.Command(cmd)
 		}
 	}
 	return cmd
