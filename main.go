@@ -91,21 +91,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	}
 
 	src := rules.Source{File: *file, ListenAddress: *listen, Verbose: *verbose, Script: flags.Args()}
-	cfg, err := rules.Load(src)
+	// The level follows verbose in the config file, across reloads too.
+	level := new(slog.LevelVar)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, compiled, err := engine.Load(src, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
 		return 1
 	}
-	// The level follows verbose in the config file across reloads.
-	level := new(slog.LevelVar)
 	if cfg.Verbose {
 		level.Set(slog.LevelDebug)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	compiled, err := engine.Compile(cfg.Set, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
-		return 1
 	}
 
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
@@ -195,11 +190,7 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		flags.Usage()
 		return 2
 	}
-	cfg, err := rules.Load(rules.Source{File: *file})
-	var compiled *engine.Rules
-	if err == nil {
-		compiled, err = engine.Compile(cfg.Set, nil)
-	}
+	_, compiled, err := engine.Load(rules.Source{File: *file}, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
 		return 1

@@ -34,15 +34,11 @@ func (e *Engine) Reload() error {
 	rl := &e.reload
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	cfg, err := rules.Load(rl.src)
+	cfg, r, err := Load(rl.src, e.log)
 	// Watch what this configuration reads even when it is broken: fixing
 	// a script it names for the first time must reload too.
 	if rl.watcher != nil {
 		rl.watcher.Watch(cfg.Files, cfg.Sum)
-	}
-	var r *Rules
-	if err == nil {
-		r, err = Compile(cfg.Set, e.log)
 	}
 	if err != nil {
 		e.m.reloadOK.Set(0)

@@ -16,6 +16,19 @@ type Rules struct {
 	vm      *luaapi.VM
 }
 
+// Load loads a configuration and compiles its rules: what the server does
+// at start and on reload, and what amx check, test and explain do. When the
+// configuration is invalid, cfg is still returned with its Files and Sum
+// (see rules.Load), so that a watcher can wait for a fix.
+func Load(src rules.Source, log *slog.Logger) (cfg *rules.Config, r *Rules, err error) {
+	cfg, err = rules.Load(src)
+	if err != nil {
+		return cfg, nil, err
+	}
+	r, err = Compile(cfg.Set, log)
+	return cfg, r, err
+}
+
 // Compile compiles every route's script. A syntax error is a configuration
 // error naming script:line; all of them are reported at once.
 func Compile(set *rules.Set, log *slog.Logger) (*Rules, error) {

@@ -15,11 +15,7 @@ func Check(w io.Writer, files []string) bool {
 	ok := true
 	for _, file := range files {
 		fmt.Fprintf(w, "Checking '%s'", file)
-		cfg, err := rules.Load(rules.Source{File: file})
-		var r *engine.Rules
-		if err == nil {
-			r, err = engine.Compile(cfg.Set, nil)
-		}
+		cfg, r, err := engine.Load(rules.Source{File: file}, nil)
 		if err != nil {
 			fmt.Fprintf(w, "  FAILED:\n%s\n\n", indent(err.Error(), "  "))
 			ok = false

@@ -70,11 +70,7 @@ func testFile(w io.Writer, file string, run *regexp.Regexp) (junitSuite, int) {
 	if err != nil {
 		return broken(err)
 	}
-	cfg, err := rules.Load(rules.Source{File: tf.Config})
-	if err != nil {
-		return broken(err)
-	}
-	r, err := engine.Compile(cfg.Set, nil)
+	_, r, err := engine.Load(rules.Source{File: tf.Config}, nil)
 	if err != nil {
 		return broken(err)
 	}
