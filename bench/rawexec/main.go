@@ -1,0 +1,37 @@
+// Command rawexec is the limit amx's spawning is measured against: -c
+// goroutines that do nothing but exec a command, for -d. It prints the
+// execs per second.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	conns := flag.Int("c", 16, "concurrent exec loops")
+	d := flag.Duration("d", 10*time.Second, "how long to run")
+	cmd := flag.String("cmd", "/bin/true", "command to exec")
+	flag.Parse()
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(*d)
+	for range *conns {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if err := exec.Command(*cmd).Run(); err != nil {
+					log.Fatal(err)
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Printf("%.1f\n", float64(n.Load())/time.Since(start).Seconds())
+}
