@@ -28,7 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-		"syscall"
+	"syscall"
 	"time"
 )
 
