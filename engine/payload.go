@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -51,8 +50,8 @@ func Decode(body []byte) (*Message, error) {
 		return nil, errors.New("empty request body")
 	}
 	var m Message
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+	if err := decodeMessage(body, &m); err != nil {
+		return nil, err
 	}
 	switch m.Status {
 	case StatusFiring, StatusResolved:
