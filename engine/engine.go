@@ -136,17 +136,22 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 // returns one line per failure that must be reported to Alertmanager.
 func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	plan := Decide(ctx, e.rules.Load(), msg)
-	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
-		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved))
+	// Skips are decisions, not events: counted on the notification's line,
+	// each one with its reason at debug level (a route that skips every
+	// alert of a large group would otherwise log a line per alert).
+	skipped := 0
 	for _, s := range plan.Skips {
 		e.m.skipped.WithLabelValues(s.Reason).Inc()
 		if s.Reason == SkipLua {
+			skipped++
 			e.m.routeSkipped.WithLabelValues(s.Name).Inc()
-			e.log.Info("skipped by its route", "route", s.Name, "fingerprint", s.Fingerprint, "reason", s.Detail)
+			e.log.Debug("skipped by its route", "route", s.Name, "fingerprint", s.Fingerprint, "reason", s.Detail)
 			continue
 		}
 		e.log.Debug("skipped", "name", s.Name, "reason", s.Reason)
 	}
+	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
+		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved), "skipped", skipped)
 	// A failing script fails its route for that alert only: the other
 	// routes' actions still run.
 	for _, re := range plan.Errors {

@@ -346,6 +346,39 @@ func TestWebhookAnswers(t *testing.T) {
 	}
 }
 
+// TestRouteSkips: a route's skip() is counted per route, summed on the
+// notification's one info line, and its reason logged at debug level.
+func TestRouteSkips(t *testing.T) {
+	set := &rules.Set{LuaTimeout: rules.DefaultLuaTimeout, Routes: []*rules.Route{{
+		Name: "quiet", ScriptName: "quiet.lua", Process: rules.DefaultProcess(),
+		Source: `skip("maintenance of " .. alert.labels.instance)`,
+	}}}
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var logs bytes.Buffer
+		e := New(Options{Config: &rules.Config{MaxBodyBytes: 4096, Set: set}, Rules: compile(t, set),
+			Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))})
+		h := e.Handler()
+		two := `{"status":"firing","alerts":[{"fingerprint":"f1","labels":{"instance":"a"}},{"fingerprint":"f2","labels":{"instance":"b"}}]}`
+		if code, answer := do(t, h, "POST", "/", two); code != 200 {
+			t.Fatalf("%d %q", code, answer)
+		}
+		info := strings.Count(logs.String(), "level=INFO")
+		if !strings.Contains(logs.String(), "msg=notification") || !strings.Contains(logs.String(), "skipped=2") || info != 1 {
+			t.Errorf("level %v: want one info line, for the notification, with skipped=2:\n%s", level, logs.String())
+		}
+		reasons := strings.Contains(logs.String(), `reason="maintenance of a"`) && strings.Contains(logs.String(), `reason="maintenance of b"`)
+		if reasons != (level == slog.LevelDebug) {
+			t.Errorf("level %v: skip reasons logged: %v, want %v:\n%s", level, reasons, level == slog.LevelDebug, logs.String())
+		}
+		_, metrics := do(t, h, "GET", "/metrics", "")
+		for _, line := range []string{`am_executor_skipped_total{reason="lua"} 2`, `am_executor_route_skipped_total{route="quiet"} 2`} {
+			if !hasLine(metrics, line) {
+				t.Errorf("/metrics lacks %q", line)
+			}
+		}
+	}
+}
+
 func hasLine(text, prefix string) bool {
 	s := bufio.NewScanner(strings.NewReader(text))
 	for s.Scan() {

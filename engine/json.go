@@ -142,7 +142,7 @@ func (d *jsonDecoder) object(fields []string, value func(field int) error) error
 		}
 		field := -1
 		for i, f := range fields {
-			if f == key {
+			if f == string(key) {
 				field = i
 				break
 			}
@@ -153,22 +153,22 @@ func (d *jsonDecoder) object(fields []string, value func(field int) error) error
 		case field >= 0:
 			seen |= 1 << field
 			if err := value(field); err != nil {
-				return within(err, key)
+				return within(err, fields[field])
 			}
 			return nil
 		}
 		for _, f := range fields {
-			if strings.EqualFold(f, key) {
+			if strings.EqualFold(f, string(key)) {
 				return d.errorAt(at, "key %q differs from %q only in case", key, f)
 			}
 		}
 		if others == nil {
 			others = map[string]bool{}
 		}
-		if others[key] {
+		if others[string(key)] {
 			return d.errorAt(at, "duplicate key %q", key)
 		}
-		others[key] = true
+		others[string(key)] = true
 		return d.skip()
 	})
 }
@@ -188,11 +188,12 @@ func (d *jsonDecoder) stringMap() (map[string]string, error) {
 		if err != nil {
 			return err
 		}
-		if _, dup := m[key]; dup {
+		name := intern(key)
+		if _, dup := m[name]; dup {
 			return d.errorAt(at, "duplicate key %q", key)
 		}
-		if m[key], err = d.string(); err != nil {
-			return within(err, strconv.Quote(key))
+		if m[name], err = d.string(); err != nil {
+			return within(err, strconv.Quote(name))
 		}
 		return nil
 	})
@@ -244,17 +245,17 @@ func (d *jsonDecoder) elements(end byte, each func() error) error {
 }
 
 // key reads an object key and its colon.
-func (d *jsonDecoder) key() (string, error) {
+func (d *jsonDecoder) key() ([]byte, error) {
 	d.space()
 	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-		return "", d.want("a key")
+		return nil, d.want("a key")
 	}
-	key, err := d.quoted()
+	key, err := d.quotedBytes()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if d.space(); d.pos >= len(d.data) || d.data[d.pos] != ':' {
-		return "", d.want("':' after a key")
+		return nil, d.want("':' after a key")
 	}
 	d.pos++
 	return key, nil
@@ -278,7 +279,29 @@ func (d *jsonDecoder) string() (string, error) {
 	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 		return "", d.typeError("a string")
 	}
-	return d.quoted()
+	b, err := d.quotedBytes()
+	return intern(b), err
+}
+
+// common holds names and values that recur in every notification, so
+// decoding them allocates nothing.
+var common = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{StatusFiring, StatusResolved, "",
+		"alertname", "instance", "job", "severity", "service", "team", "env", "cluster", "namespace",
+		"pod", "container", "node", "device", "mountpoint", "fstype", "summary", "description",
+		"runbook_url", "critical", "warning", "info", "page", "none", "4"} {
+		m[s] = s
+	}
+	return m
+}()
+
+// intern returns b as a string, without a copy when it is a common one.
+func intern(b []byte) string {
+	if s, ok := common[string(b)]; ok {
+		return s
+	}
+	return string(b)
 }
 
 // int reads an integer; null is 0.
@@ -309,7 +332,7 @@ func (d *jsonDecoder) time() (time.Time, error) {
 		return t, d.typeError("an RFC 3339 time")
 	}
 	start := d.pos
-	if _, err := d.quoted(); err != nil {
+	if _, err := d.quotedBytes(); err != nil {
 		return t, err
 	}
 	// As time.Time's UnmarshalJSON: the bytes between the quotes, escapes
@@ -324,25 +347,33 @@ func (d *jsonDecoder) time() (time.Time, error) {
 
 // quoted reads the string that starts at d.pos, a double quote.
 func (d *jsonDecoder) quoted() (string, error) {
+	b, err := d.quotedBytes()
+	return string(b), err
+}
+
+// quotedBytes reads the string that starts at d.pos, a double quote. The
+// bytes are the input's own when the string has no escapes: the caller
+// copies what it keeps.
+func (d *jsonDecoder) quotedBytes() ([]byte, error) {
 	d.pos++
 	start := d.pos
-	// The common case: plain ASCII without escapes, copied once.
+	// The common case: plain ASCII without escapes.
 	for i := start; i < len(d.data); i++ {
 		switch c := d.data[i]; {
 		case c == '"':
 			d.pos = i + 1
-			return string(d.data[start:i]), nil
+			return d.data[start:i], nil
 		case c == '\\' || c < ' ' || c >= utf8.RuneSelf:
 			return d.unquote(start, i)
 		}
 	}
 	d.pos = len(d.data)
-	return "", d.errorf("unexpected end of input in a string")
+	return nil, d.errorf("unexpected end of input in a string")
 }
 
 // unquote reads the rest of a string with escapes or non-ASCII bytes from
 // i on; data[start:i] is plain.
-func (d *jsonDecoder) unquote(start, i int) (string, error) {
+func (d *jsonDecoder) unquote(start, i int) ([]byte, error) {
 	b := make([]byte, i-start, i-start+16)
 	copy(b, d.data[start:i])
 	for i < len(d.data) {
@@ -350,10 +381,10 @@ func (d *jsonDecoder) unquote(start, i int) (string, error) {
 		switch {
 		case c == '"':
 			d.pos = i + 1
-			return string(b), nil
+			return b, nil
 		case c < ' ':
 			d.pos = i
-			return "", d.errorf("control character %#02x in a string", c)
+			return nil, d.errorf("control character %#02x in a string", c)
 		case c < utf8.RuneSelf && c != '\\':
 			b = append(b, c)
 			i++
@@ -364,7 +395,7 @@ func (d *jsonDecoder) unquote(start, i int) (string, error) {
 		default: // a backslash
 			if i+1 >= len(d.data) {
 				d.pos = len(d.data)
-				return "", d.errorf("unexpected end of input in a string")
+				return nil, d.errorf("unexpected end of input in a string")
 			}
 			esc := d.data[i+1]
 			i += 2
@@ -385,7 +416,7 @@ func (d *jsonDecoder) unquote(start, i int) (string, error) {
 				r, ok := hex4(d.data[i:])
 				if !ok {
 					d.pos = i - 2
-					return "", d.errorf(`invalid \u escape in a string`)
+					return nil, d.errorf(`invalid \u escape in a string`)
 				}
 				i += 4
 				if utf16.IsSurrogate(r) {
@@ -404,12 +435,12 @@ func (d *jsonDecoder) unquote(start, i int) (string, error) {
 				b = utf8.AppendRune(b, r)
 			default:
 				d.pos = i - 2
-				return "", d.errorf("invalid escape %q in a string", []byte{'\\', esc})
+				return nil, d.errorf("invalid escape %q in a string", []byte{'\\', esc})
 			}
 		}
 	}
 	d.pos = len(d.data)
-	return "", d.errorf("unexpected end of input in a string")
+	return nil, d.errorf("unexpected end of input in a string")
 }
 
 func hex4(b []byte) (rune, bool) {
@@ -441,7 +472,7 @@ func (d *jsonDecoder) skip() error {
 	}
 	switch c := d.data[d.pos]; {
 	case c == '"':
-		_, err := d.quoted()
+		_, err := d.quotedBytes()
 		return err
 	case c == '{':
 		return d.skipContainer('{', '}', true)

@@ -170,11 +170,14 @@ func (s *state) skip(L *lua.LState) int {
 	res.Skipped = true
 	res.SkipReason = L.OptString(1, "")
 	res.Execs = nil
-	// Level 0: the reason needs no position, and skipping is common
-	// enough that formatting one shows in profiles.
-	L.Error(lua.LString("skip: "+res.SkipReason), 0)
+	// Level 0 and a constant: skipping is common enough that formatting a
+	// message shows in profiles, and Run knows it skipped.
+	L.Error(skipped, 0)
 	return 0
 }
+
+// skipped is the error value skip() ends an invocation with.
+var skipped lua.LValue = lua.LString("skip()")
 
 // log(...) writes a debug line tagged with route and fingerprint.
 func (s *state) log(L *lua.LState) int {
