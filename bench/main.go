@@ -220,6 +220,12 @@ func (b *bench) wrk(url string, d time.Duration) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %w: %s", err, out)
 	}
+	return parseWrk(out)
+}
+
+// parseWrk reads the rate from wrk's report; errors or answers other than
+// 2xx and 3xx fail the measurement.
+func parseWrk(out []byte) (float64, error) {
 	if m := wrkErrors.Find(out); m != nil {
 		return 0, fmt.Errorf("wrk: %s", m)
 	}
