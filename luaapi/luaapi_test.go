@@ -220,7 +220,11 @@ func TestIsolation(t *testing.T) {
 assert(leaked == nil, "global leaked")
 assert(leaked_g == nil, "_G global leaked")
 assert(_G[1] == nil and raw == nil, "table.insert or rawset on _G leaked")
-assert(alert.labels.instance == "db1:9100" and alert.status == "firing", "alert table leaked")
+local want = ({["0aa7859a3dd8b47b"] = {"db1:9100", "firing", "https://runbooks.example/disk"},
+               ["8bc64ed21b99e322"] = {"db2:9100", "resolved"}})[alert.fingerprint]
+assert(alert.labels.instance == want[1] and alert.status == want[2], "alert table leaked")
+assert(alert.annotations.runbook_url == want[3], "alert.annotations leaked")
+assert(alert.labels.leaked == nil and alert.annotations.leaked == nil, "a field added to labels or annotations leaked")
 assert(msg.common_labels.job == "node" and msg.receiver == "executor", "msg table leaked")
 assert(msg.alerts[1].status == "firing", "msg.alerts leaked")
 assert(string.rep("a", 2) == "aa" and ("a"):rep(3) == "aaa", "string.rep changed")
@@ -236,6 +240,11 @@ exec("still", "works")
 		`leaked = "global"`,
 		`_G.leaked_g = "via _G"`,
 		`alert.labels.instance = "changed"`,
+		`alert.labels.leaked = "x"`,
+		`alert.annotations.leaked = "x"`,
+		`alert.annotations.runbook_url = "changed"`,
+		`rawset(alert.annotations, "leaked", "x")`,
+		`table.insert(alert.labels, "x")`,
 		`alert.status = "changed"`,
 		`setmetatable(alert, {__index = function() return "changed" end})`,
 		`msg.common_labels.job = "changed"`,
@@ -260,14 +269,17 @@ exec("still", "works")
 			t.Fatal(err)
 		}
 		n := notification()
-		if _, err := vm.runOn(context.Background(), st, s, "r", n, 0); err != nil {
-			t.Fatalf("%s: %v", hostile, err)
-		}
-		res, err := vm.runOn(context.Background(), st, inspect, "r", n, 0)
-		if err != nil {
-			t.Errorf("after %s: %v", hostile, err)
-		} else if len(res.Execs) != 1 || len(res.Env) != 0 {
-			t.Errorf("after %s: %+v", hostile, res)
+		// Each alert of the two, one without annotations, after each.
+		for _, pair := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}} {
+			if _, err := vm.runOn(context.Background(), st, s, "r", n, pair[0]); err != nil {
+				t.Fatalf("%s: %v", hostile, err)
+			}
+			res, err := vm.runOn(context.Background(), st, inspect, "r", n, pair[1])
+			if err != nil {
+				t.Errorf("after %s on alert %d, alert %d: %v", hostile, pair[0], pair[1], err)
+			} else if len(res.Execs) != 1 || len(res.Env) != 0 {
+				t.Errorf("after %s: %+v", hostile, res)
+			}
 		}
 		if n.Alerts[0].Labels["instance"] != "db1:9100" || n.CommonLabels["job"] != "node" {
 			t.Errorf("%s changed Go data", hostile)

@@ -119,6 +119,14 @@ func (s *state) source(t *lua.LTable) *source {
 		if s.alertSrc.alert != nil {
 			return &s.alertSrc
 		}
+	case s.labelsT:
+		if s.labelsSrc.strs != nil {
+			return &s.labelsSrc
+		}
+	case s.annotationsT:
+		if s.annotationsSrc.strs != nil {
+			return &s.annotationsSrc
+		}
 	case s.msgT:
 		if s.msgSrc.msg != nil {
 			return &s.msgSrc

@@ -40,9 +40,10 @@ type state struct {
 	proxies   map[*lua.LTable]*source
 	proxyMeta *lua.LTable
 	next      *lua.LFunction
-	// The invocation's alert and msg, kept for the next one while untouched.
-	alertT, msgT     *lua.LTable
-	alertSrc, msgSrc source
+	// The invocation's alert, alert.labels, alert.annotations and msg,
+	// kept for the next one while untouched.
+	alertT, labelsT, annotationsT, msgT         *lua.LTable
+	alertSrc, labelsSrc, annotationsSrc, msgSrc source
 
 	inv invocation // the one running now, read by the host functions
 
@@ -155,10 +156,14 @@ func (s *state) begin() *lua.LTable {
 		s.envTable.Metatable = s.envMeta
 		s.envDirty = false
 	}
-	s.alertSrc = source{alert: s.inv.alert}
-	s.msgSrc = source{msg: s.inv.msg}
 	s.alertT = s.reuse(s.alertT)
+	s.labelsT = s.reuse(s.labelsT)
+	s.annotationsT = s.reuse(s.annotationsT)
 	s.msgT = s.reuse(s.msgT)
+	s.alertSrc = source{alert: s.inv.alert, kids: [4]*lua.LTable{s.labelsT, s.annotationsT}}
+	s.labelsSrc = source{strs: orEmpty(s.inv.alert.Labels)}
+	s.annotationsSrc = source{strs: orEmpty(s.inv.alert.Annotations)}
+	s.msgSrc = source{msg: s.inv.msg}
 	// A script may have reassigned these without adding a key.
 	s.setEnv("_G", s.envTable)
 	s.setEnv("alert", s.alertT)
@@ -175,6 +180,17 @@ func (s *state) reuse(t *lua.LTable) *lua.LTable {
 	return t
 }
 
+// orEmpty returns m, or an empty map for nil: a proxy's source must be
+// set for the proxy to be filled on a write.
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return noStrings
+	}
+	return m
+}
+
+var noStrings = map[string]string{}
+
 func (s *state) setEnv(key string, v lua.LValue) {
 	if s.envTable.RawGetString(key) != v {
 		s.envTable.RawSetString(key, v)
@@ -183,7 +199,7 @@ func (s *state) setEnv(key string, v lua.LValue) {
 
 // end forgets the invocation's tables.
 func (s *state) end() {
-	s.alertSrc, s.msgSrc = source{}, source{}
+	s.alertSrc, s.labelsSrc, s.annotationsSrc, s.msgSrc = source{}, source{}, source{}, source{}
 	if len(s.proxies) > 64 {
 		s.proxies = make(map[*lua.LTable]*source) // clear keeps a big map's buckets
 	} else {
