@@ -514,6 +514,15 @@ func (b *bench) markdown() string {
 	fmt.Fprintf(&w, "| (c) amx, one Lua route per alert ending in `skip()` | %s | c/a %s | ≥ 0.95 |\n", rate(b.rate[luaSkip]), ratio(b.rate[luaSkip], b.rate[bare]))
 	fmt.Fprintf(&w, "| (d) raw Go loop exec'ing `/bin/true` (the limit) | %s | 1 | |\n", rate(b.rate[rawExec]))
 	fmt.Fprintf(&w, "| (e) amx classic, each notification spawns `/bin/true` | %s | e/d %s | ≥ 0.9 |\n", rate(b.rate[spawnTrue]), ratio(b.rate[spawnTrue], b.rate[rawExec]))
+	// A server that answered as cheaply as (a) and spawned as cheaply as
+	// (d) would spend 1/a + 1/d per notification.
+	ceiling := make([]float64, b.runs)
+	for i := range ceiling {
+		ceiling[i] = b.rate[bare][i] / (b.rate[bare][i] + b.rate[rawExec][i])
+	}
+	c := summarize(ceiling)
+	fmt.Fprintf(&w, "\nThe ceiling for e/d: a server that answered as cheaply as (a) and spawned as cheaply as (d) would reach a/(a+d) = %.2f / **%.2f** / %.2f.\n\n",
+		c.min, c.med, c.max)
 
 	w.WriteString("\n| Lua route evaluations, one core (`go test -bench Route ./luaapi`, 5 counts) | per second | target |\n|---|---|---|\n")
 	for _, name := range slices.Sorted(maps.Keys(b.luaNs)) {

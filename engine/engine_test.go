@@ -295,6 +295,25 @@ func TestWebhookBadInput(t *testing.T) {
 			t.Errorf("%s %.30q: %d %q, want %d %q", tc.method, tc.body, code, answer, tc.code, tc.answer)
 		}
 	}
+	// A body shorter than its Content-Length, and one announced as too
+	// large: read in one buffer of the announced size, which is checked
+	// against max_body_bytes first.
+	for _, tc := range []struct {
+		length int64
+		code   int
+		answer string
+	}{
+		{int64(len(firing)) + 10, 400, "read body: unexpected EOF\n"},
+		{1 << 40, 413, "request body larger than max_body_bytes (4096)\n"},
+	} {
+		req := httptest.NewRequest("POST", "/", strings.NewReader(firing))
+		req.ContentLength = tc.length
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.code || rec.Body.String() != tc.answer {
+			t.Errorf("Content-Length %d: %d %q, want %d %q", tc.length, rec.Code, rec.Body.String(), tc.code, tc.answer)
+		}
+	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("a command ran for bad input")
 	}
