@@ -59,11 +59,11 @@ var (
 func (m *Message) decodeField(d *jsonDecoder, field int) (err error) {
 	switch field {
 	case 0:
-		m.Version, err = d.string()
+		m.Version, err = d.word()
 	case 1:
 		m.Receiver, err = d.string()
 	case 2:
-		m.Status, err = d.string()
+		m.Status, err = d.word()
 	case 3:
 		m.Alerts, err = d.alerts()
 	case 4:
@@ -85,7 +85,7 @@ func (m *Message) decodeField(d *jsonDecoder, field int) (err error) {
 func (a *Alert) decodeField(d *jsonDecoder, field int) (err error) {
 	switch field {
 	case 0:
-		a.Status, err = d.string()
+		a.Status, err = d.word()
 	case 1:
 		a.Labels, err = d.stringMap()
 	case 2:
@@ -279,18 +279,31 @@ func (d *jsonDecoder) string() (string, error) {
 	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 		return "", d.typeError("a string")
 	}
+	return d.quoted()
+}
+
+// word reads a string value that is mostly one of a few (a status), without
+// a copy when it is.
+func (d *jsonDecoder) word() (string, error) {
+	if d.null() {
+		return "", nil
+	}
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		return "", d.typeError("a string")
+	}
 	b, err := d.quotedBytes()
 	return intern(b), err
 }
 
-// common holds names and values that recur in every notification, so
-// decoding them allocates nothing.
+// common holds the names and words that recur in every notification, so
+// decoding them allocates nothing. (Looking every value up costs more than
+// copying the ones that miss.)
 var common = func() map[string]string {
 	m := map[string]string{}
-	for _, s := range []string{StatusFiring, StatusResolved, "",
+	for _, s := range []string{StatusFiring, StatusResolved, "4",
 		"alertname", "instance", "job", "severity", "service", "team", "env", "cluster", "namespace",
 		"pod", "container", "node", "device", "mountpoint", "fstype", "summary", "description",
-		"runbook_url", "critical", "warning", "info", "page", "none", "4"} {
+		"runbook_url"} {
 		m[s] = s
 	}
 	return m
