@@ -147,13 +147,8 @@ func (b *bench) run() error {
 
 	b.rate = map[string][]float64{}
 	for round := 1; round <= b.runs; round++ {
-		for _, name := range []string{bare, classic, luaSkip, rawExec, spawnTrue} {
-			rate, err := b.throughput(name)
-			if err != nil {
-				return fmt.Errorf("round %d, %s: %w", round, name, err)
-			}
-			progress("round %d/%d %-10s %8.0f/s", round, b.runs, name, rate)
-			b.rate[name] = append(b.rate[name], rate)
+		if err := b.round(round); err != nil {
+			return fmt.Errorf("round %d: %w", round, err)
 		}
 	}
 	if err := b.lua(); err != nil {
@@ -173,38 +168,67 @@ wrk.body = f:read("*a")
 f:close()
 `
 
-// throughput measures one contestant for one round, in notifications (or
-// execs) per second.
-func (b *bench) throughput(name string) (float64, error) {
-	if name == rawExec {
-		out, err := pinned(b.serverCPU, b.rawexec, "-c", strconv.Itoa(b.conns), "-d", b.duration.String()).Output()
+// turns is how many parts each contestant's measurement of a round is cut
+// into. The contestants take turns part by part, so that the machine's
+// slow minutes hit them all alike.
+const turns = 5
+
+// round measures every contestant once, for b.duration each, in notifications
+// (or execs) per second.
+func (b *bench) round(round int) error {
+	servers := map[string]*server{}
+	defer func() {
+		for _, s := range servers {
+			s.stop()
+		}
+	}()
+	for _, name := range []string{bare, classic, luaSkip, spawnTrue} {
+		var s *server
+		var err error
+		if name == bare {
+			s, err = b.start(b.bare)
+		} else {
+			s, err = b.start(b.amx, "-f", filepath.Join(b.dir, name+".yml"))
+		}
+		if err != nil {
+			return err
+		}
+		servers[name] = s
+	}
+	b.idleRSS = append(b.idleRSS, servers[luaSkip].rss("VmRSS"))
+	for _, s := range servers {
+		if _, err := b.wrk(s.url, time.Second); err != nil { // warm up
+			return err
+		}
+	}
+	measure := func(name string, d time.Duration) (float64, error) {
+		if name != rawExec {
+			return b.wrk(servers[name].url, d)
+		}
+		out, err := pinned(b.serverCPU, b.rawexec, "-c", strconv.Itoa(b.conns), "-d", d.String()).Output()
 		if err != nil {
 			return 0, fmt.Errorf("rawexec: %w", err)
 		}
 		return strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 	}
-	var s *server
-	var err error
-	if name == bare {
-		s, err = b.start(b.bare)
-	} else {
-		s, err = b.start(b.amx, "-f", filepath.Join(b.dir, name+".yml"))
+	names := []string{bare, classic, luaSkip, rawExec, spawnTrue}
+	sum := map[string]float64{}
+	for turn := range turns {
+		for i := range names {
+			name := names[(i+turn)%len(names)] // and each goes first in turn
+			rate, err := measure(name, b.duration/turns)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			sum[name] += rate
+		}
 	}
-	if err != nil {
-		return 0, err
+	for _, name := range names {
+		b.rate[name] = append(b.rate[name], sum[name]/turns)
+		progress("round %d/%d %-10s %8.0f/s", round, b.runs, name, sum[name]/turns)
 	}
-	defer s.stop()
-	if name == luaSkip {
-		b.idleRSS = append(b.idleRSS, s.rss("VmRSS"))
-	}
-	if _, err := b.wrk(s.url, time.Second); err != nil { // warm up
-		return 0, err
-	}
-	rate, err := b.wrk(s.url, b.duration)
-	if name == luaSkip {
-		b.loadRSS = append(b.loadRSS, s.rss("VmRSS"))
-	}
-	return rate, err
+	b.loadRSS = append(b.loadRSS, servers[luaSkip].rss("VmRSS"))
+	return nil
 }
 
 var (
@@ -497,8 +521,9 @@ func (b *bench) markdown() string {
 	var w strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&w, "### amx benchmark, %s\n\n", b.started.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&w, "Machine: %s, %d cores, %s memory, %s, %s. Load: wrk, %d connections, %s per run, %d rounds; figures are min / median / max.\n\n",
-		host, runtime.NumCPU(), memTotal(), kernel(), runtime.Version(), b.conns, b.duration, b.runs)
+	fmt.Fprintf(&w, "Machine: %s, %d cores, %s memory, %s, %s. Load: wrk, %d connections, %s per contestant and round "+
+		"in %d turns taken in rotation, %d rounds; the server under test on core %s, wrk on %s; figures are min / median / max.\n\n",
+		host, runtime.NumCPU(), memTotal(), kernel(), runtime.Version(), b.conns, b.duration, turns, b.runs, or(b.serverCPU, "any"), or(b.loadCPUs, "any"))
 
 	rate := func(xs []float64) string {
 		s := summarize(xs)
@@ -551,8 +576,15 @@ func (b *bench) markdown() string {
 		len(r), ms(r[len(r)/2]), ms(r[len(r)*99/100]), ms(r[len(r)-1]))
 	idle, load := summarize(b.idleRSS), summarize(b.loadRSS)
 	fmt.Fprintf(&w, "| amx RSS after start (Lua route config) | %.1f / **%.1f** / %.1f MiB |\n", idle.min, idle.med, idle.max)
-	fmt.Fprintf(&w, "| amx RSS after %s of load | %.1f / **%.1f** / %.1f MiB |\n", b.duration, load.min, load.med, load.max)
+	fmt.Fprintf(&w, "| amx RSS after a round of load | %.1f / **%.1f** / %.1f MiB |\n", load.min, load.med, load.max)
 	return w.String()
+}
+
+func or(s, otherwise string) string {
+	if s == "" {
+		return otherwise
+	}
+	return s
 }
 
 // thousands formats a count with thousands separators.
