@@ -120,6 +120,9 @@ func (b *bench) run() error {
 	b.loadThreads = 1
 	if n := runtime.NumCPU(); n >= 2 {
 		b.serverCPU, b.loadCPUs, b.loadThreads = "0", fmt.Sprintf("1-%d", n-1), min(n-1, 4)
+		if n == 2 {
+			b.loadCPUs = "1"
+		}
 	}
 	progress("building amx, the bare server and the raw exec loop")
 	for _, build := range [][]string{{"-o", b.amx, "."}, {"-o", b.bare, "./bench/bare"}, {"-o", b.rawexec, "./bench/rawexec"}} {
