@@ -12,17 +12,50 @@ import (
 	"github.com/amx-dev/amx/rules"
 )
 
-// Server timeouts. There is no write timeout: the answer to a notification
-// waits for the commands it started, which may run for minutes.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = time.Minute
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-	// closeAfterKill bounds how long open answers may take to be written
-	// once the shutdown grace is over and the processes were killed.
-	closeAfterKill = 5 * time.Second
-)
+// closeAfterKill bounds how long open answers may take to be written once
+// the shutdown grace is over and the processes were killed.
+const closeAfterKill = 5 * time.Second
+
+// HTTPLimits bound what one client can hold of the server: a slow or
+// stalled client is cut off instead of keeping a connection forever. There
+// is no write timeout: the answer to a notification waits for the commands
+// it started, which may run for minutes. Zero fields take the defaults.
+type HTTPLimits struct {
+	// ReadHeaderTimeout is the time to send the request's headers (10 s).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout is the time to send the whole request, body included
+	// (1 min).
+	ReadTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection without a request (2 min).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps the request line and headers (64 KiB).
+	MaxHeaderBytes int
+}
+
+// DefaultHTTPLimits are the limits of a zero HTTPLimits.
+var DefaultHTTPLimits = HTTPLimits{
+	ReadHeaderTimeout: 10 * time.Second,
+	ReadTimeout:       time.Minute,
+	IdleTimeout:       2 * time.Minute,
+	MaxHeaderBytes:    64 << 10,
+}
+
+func (l HTTPLimits) orDefault() HTTPLimits {
+	d := DefaultHTTPLimits
+	if l.ReadHeaderTimeout > 0 {
+		d.ReadHeaderTimeout = l.ReadHeaderTimeout
+	}
+	if l.ReadTimeout > 0 {
+		d.ReadTimeout = l.ReadTimeout
+	}
+	if l.IdleTimeout > 0 {
+		d.IdleTimeout = l.IdleTimeout
+	}
+	if l.MaxHeaderBytes > 0 {
+		d.MaxHeaderBytes = l.MaxHeaderBytes
+	}
+	return d
+}
 
 // ServeOptions configure Serve.
 type ServeOptions struct {
@@ -31,6 +64,7 @@ type ServeOptions struct {
 	Watch bool
 	// Reload asks for a reload (SIGHUP); it may be nil.
 	Reload <-chan struct{}
+	HTTP   HTTPLimits
 }
 
 // Serve answers on ln until ctx is cancelled, then shuts down: it stops
@@ -41,12 +75,13 @@ type ServeOptions struct {
 func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 	log := opts.Log
 	e := New(opts.Options)
+	limits := opts.HTTP.orDefault()
 	srv := &http.Server{
 		Handler:           e.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: limits.ReadHeaderTimeout,
+		ReadTimeout:       limits.ReadTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// Watch before serving: a change made once amx answers is seen.
