@@ -25,6 +25,9 @@ type Plan struct {
 	Skips    []Skip
 	// Errors are routes whose script failed for an alert.
 	Errors []RouteError
+	// EnvDropped are the variables left out of the actions' environments,
+	// each with the reason.
+	EnvDropped []string
 }
 
 // Skip is a rule that did not produce an action, and why.
@@ -89,13 +92,31 @@ type decision struct {
 	msg   *Message
 	env   []string             // the classic AMX_* variables, shared by every action
 	notif *luaapi.Notification // the notification as scripts see it
+	// dropped holds plan.EnvDropped, to list each once.
+	dropped map[string]bool
 }
 
 func (d *decision) classicEnv() []string {
 	if d.env == nil {
-		d.env = Env(d.msg)
+		w := envWriter{env: make([]string, 0, envSize(d.msg))}
+		w.classic(d.msg)
+		d.env = w.env
+		d.drop(w.dropped)
 	}
 	return d.env
+}
+
+// drop notes variables left out of an environment, each once.
+func (d *decision) drop(names []string) {
+	for _, n := range names {
+		if !d.dropped[n] {
+			if d.dropped == nil {
+				d.dropped = map[string]bool{}
+			}
+			d.dropped[n] = true
+			d.plan.EnvDropped = append(d.plan.EnvDropped, n)
+		}
+	}
 }
 
 func (d *decision) commands(set *rules.Set) {
@@ -139,8 +160,9 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 					Detail: res.SkipReason, Fingerprint: a.Fingerprint})
 			case len(res.Execs) > 0:
 				env := routeEnv(d.classicEnv(), route.Name, a, res.Env)
+				d.drop(env.dropped)
 				for _, e := range res.Execs {
-					d.plan.Actions = append(d.plan.Actions, routeAction(route, a, e, env))
+					d.plan.Actions = append(d.plan.Actions, routeAction(route, a, e, env.env))
 				}
 			}
 		}

@@ -168,6 +168,10 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	}
 	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
 		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved), "skipped", skipped)
+	if n := len(plan.EnvDropped); n > 0 {
+		e.log.Warn("variables left out of the commands' environment", "group_key", msg.GroupKey,
+			"count", n, "variables", plan.EnvDropped[:min(n, 10)])
+	}
 	// A failing script fails its route for that alert only: the other
 	// routes' actions still run.
 	for _, re := range plan.Errors {

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -10,34 +12,54 @@ import (
 // values the old prometheus-am-executor set, plus AMX_GROUP_KEY and
 // AMX_TRUNCATED_ALERTS. Values pass through untouched. The old executor
 // emitted labels in map order; amx sorts them so the environment is
-// reproducible.
+// reproducible. A label or annotation name that cannot be part of a
+// variable name is escaped (see envPart), and a variable the environment
+// cannot hold is left out (see envWriter).
 func Env(m *Message) []string {
-	env := make([]string, 0, envSize(m))
-	env = append(env,
-		"AMX_RECEIVER="+m.Receiver,
-		"AMX_STATUS="+m.Status,
-		"AMX_EXTERNAL_URL="+m.ExternalURL,
-		"AMX_ALERT_LEN="+strconv.Itoa(len(m.Alerts)),
-		"AMX_GROUP_KEY="+m.GroupKey,
-		"AMX_TRUNCATED_ALERTS="+strconv.Itoa(m.TruncatedAlerts),
-	)
-	env = appendMap(env, "AMX_LABEL_", m.CommonLabels)
-	env = appendMap(env, "AMX_GLABEL_", m.GroupLabels)
-	env = appendMap(env, "AMX_ANNOTATION_", m.CommonAnnotations)
+	w := envWriter{env: make([]string, 0, envSize(m))}
+	w.classic(m)
+	return w.env
+}
+
+// envWriter builds an environment. A value with a NUL byte cannot be
+// passed to exec: one such variable would fail every command it goes to,
+// so it is left out instead, and so is an escaped name that spells a
+// variable a real name already set. What is left out is listed in dropped,
+// for the log.
+type envWriter struct {
+	env     []string
+	dropped []string
+}
+
+func (w *envWriter) set(name, value string) {
+	if strings.IndexByte(value, 0) >= 0 {
+		w.dropped = append(w.dropped, name+" (a NUL byte in its value)")
+		return
+	}
+	w.env = append(w.env, name+"="+value)
+}
+
+func (w *envWriter) classic(m *Message) {
+	w.set("AMX_RECEIVER", m.Receiver)
+	w.set("AMX_STATUS", m.Status)
+	w.set("AMX_EXTERNAL_URL", m.ExternalURL)
+	w.set("AMX_ALERT_LEN", strconv.Itoa(len(m.Alerts)))
+	w.set("AMX_GROUP_KEY", m.GroupKey)
+	w.set("AMX_TRUNCATED_ALERTS", strconv.Itoa(m.TruncatedAlerts))
+	w.setMap("AMX_LABEL_", m.CommonLabels)
+	w.setMap("AMX_GLABEL_", m.GroupLabels)
+	w.setMap("AMX_ANNOTATION_", m.CommonAnnotations)
 	for i := range m.Alerts {
 		a := &m.Alerts[i]
 		key := "AMX_ALERT_" + strconv.Itoa(i+1)
-		env = append(env,
-			key+"_STATUS="+a.Status,
-			key+"_START="+unixString(a.StartsAt),
-			key+"_END="+unixString(a.EndsAt),
-			key+"_URL="+a.GeneratorURL,
-			key+"_FINGERPRINT="+a.Fingerprint,
-		)
-		env = appendMap(env, key+"_LABEL_", a.Labels)
-		env = appendMap(env, key+"_ANNOTATION_", a.Annotations)
+		w.set(key+"_STATUS", a.Status)
+		w.set(key+"_START", unixString(a.StartsAt))
+		w.set(key+"_END", unixString(a.EndsAt))
+		w.set(key+"_URL", a.GeneratorURL)
+		w.set(key+"_FINGERPRINT", a.Fingerprint)
+		w.setMap(key+"_LABEL_", a.Labels)
+		w.setMap(key+"_ANNOTATION_", a.Annotations)
 	}
-	return env
 }
 
 func envSize(m *Message) int {
@@ -48,16 +70,63 @@ func envSize(m *Message) int {
 	return n
 }
 
-func appendMap(env []string, prefix string, m map[string]string) []string {
+// setMap sets prefix+name for every name of m, in name order. An escaped
+// name that spells a name m also has (`U__a_2e_b` beside `a.b`) loses:
+// the name as written wins, whatever the order.
+func (w *envWriter) setMap(prefix string, m map[string]string) {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		env = append(env, prefix+k+"="+m[k])
+		part := k
+		if !plainPart(k) {
+			part = escapePart(k)
+			if _, taken := m[part]; taken {
+				w.dropped = append(w.dropped, fmt.Sprintf("%s%s (escaped name %q, taken by the name as written)", prefix, part, k))
+				continue
+			}
+		}
+		w.set(prefix+part, m[k])
 	}
-	return env
+}
+
+// plainPart reports whether a label or annotation name can be part of a
+// variable name as it is: ASCII letters, digits and underscores, which is
+// every label name Prometheus allowed before UTF-8 names. These keep the
+// old executor's spelling.
+func plainPart(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// escapePart spells any other name the way Prometheus escapes UTF-8 names
+// ("values" escaping): "U__", then letters and digits as they are, "_" as
+// "__" and every other character as "_<hex code point>_". So `a.b` is
+// `U__a_2e_b` and `a=b` is `U__a_3d_b`: an `=` or a NUL never reaches a
+// variable's name, and no two names share a spelling.
+func escapePart(name string) string {
+	var b strings.Builder
+	b.WriteString("U__")
+	for _, r := range name {
+		switch {
+		case 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9':
+			b.WriteRune(r)
+		case r == '_':
+			b.WriteString("__")
+		default:
+			fmt.Fprintf(&b, "_%x_", r)
+		}
+	}
+	return b.String()
 }
 
 // unixString is the old executor's time format: Unix seconds, "0" for the
@@ -77,15 +146,14 @@ func unixSeconds(t time.Time) int64 {
 // routeEnv is the environment of a command a route's script exec'd: the
 // notification's classic variables, AMX_ROUTE, the variables of the alert the
 // script ran for, and what the script set with env().
-func routeEnv(classic []string, route string, a *Alert, extra []string) []string {
-	env := make([]string, 0, len(classic)+3+len(a.Labels)+len(a.Annotations)+len(extra))
-	env = append(env, classic...)
-	env = append(env,
-		"AMX_ROUTE="+route,
-		"AMX_ALERT_FINGERPRINT="+a.Fingerprint,
-		"AMX_ALERT_STATUS="+a.Status,
-	)
-	env = appendMap(env, "AMX_ALERT_LABEL_", a.Labels)
-	env = appendMap(env, "AMX_ALERT_ANNOTATION_", a.Annotations)
-	return append(env, extra...)
+func routeEnv(classic []string, route string, a *Alert, extra []string) envWriter {
+	w := envWriter{env: make([]string, 0, len(classic)+3+len(a.Labels)+len(a.Annotations)+len(extra))}
+	w.env = append(w.env, classic...)
+	w.set("AMX_ROUTE", route)
+	w.set("AMX_ALERT_FINGERPRINT", a.Fingerprint)
+	w.set("AMX_ALERT_STATUS", a.Status)
+	w.setMap("AMX_ALERT_LABEL_", a.Labels)
+	w.setMap("AMX_ALERT_ANNOTATION_", a.Annotations)
+	w.env = append(w.env, extra...)
+	return w
 }

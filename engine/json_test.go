@@ -150,8 +150,8 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sameAsEncodingJSON(t, body)
 		if m, err := Decode(body); err == nil {
-			// What is accepted can be handled.
-			_ = Env(m)
+			// What is accepted makes an environment exec can take.
+			checkEnv(t, Env(m))
 		}
 	})
 }
