@@ -190,6 +190,32 @@ wait`
 	}
 }
 
+// TestNoFingerprint: an action without a fingerprint (an alert that came
+// without one) is bound to nothing: max does not cap it and no resolve,
+// not even of the empty fingerprint, signals it.
+func TestNoFingerprint(t *testing.T) {
+	r, m := newRunner(t, nil)
+	done := make(chan []Result, 1)
+	a := Action{Name: "unbound", Key: "sleep", Cmd: "sleep", Args: []string{"1000"}, Max: 1}
+	go func() { done <- r.Run([]Action{a, a}) }()
+	runnertest.Eventually(t, "both running", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 2 })
+	r.Resolve([]string{""})
+	select {
+	case res := <-done:
+		t.Fatalf("a resolve ended processes bound to no fingerprint: %+v", res)
+	default:
+	}
+	if n := testutil.ToFloat64(m.Signalled.WithLabelValues("ok")); n != 0 {
+		t.Errorf("signalled = %v, want 0", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // kill both
+	_ = r.Shutdown(ctx)
+	if res := <-done; res[0].Skipped != "" || res[1].Skipped != "" {
+		t.Errorf("max capped an action without fingerprint: %+v", res)
+	}
+}
+
 func TestIgnoreResolved(t *testing.T) {
 	r, m := newRunner(t, nil)
 	done := make(chan Result, 1)
