@@ -2,6 +2,7 @@ package luaapi
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"syscall"
@@ -316,5 +317,53 @@ return s:match(string.rep("a*", 40) .. "b")`)
 	_, err = vm.Run(context.Background(), s, "r", notification(), 0)
 	if err == nil || !strings.HasPrefix(err.Error(), "backtrack.lua:2: timed out after 50ms") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestTimeoutInPatternFromIssue is the pattern gopher-lua's own string.match
+// ran for seconds on: stopped by the deadline like any other code.
+func TestTimeoutInPatternFromIssue(t *testing.T) {
+	vm := NewVM(50*time.Millisecond, 0, nil)
+	s, err := Compile("split.lua", `return ("a."):rep(200):match("^(.-)%.(.-)%.(.-)%.(.-):(%d+)$")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vm.Run(context.Background(), s, "r", notification(), 0)
+	if lerr, ok := errors.AsType[*Error](err); !ok || lerr.Kind != KindTimeout {
+		t.Errorf("err = %v, want a timeout", err)
+	}
+}
+
+// TestStringLimits: the library functions that build a string in one Go
+// call refuse one past 16 MiB before building it, so no script can make
+// the server allocate gigabytes at once; ordinary use is unchanged.
+func TestStringLimits(t *testing.T) {
+	for _, tc := range []struct{ src, err string }{
+		{`return string.rep("x", 8e9)`, "string.rep: result longer than 16777216 bytes"},
+		{`local s = ("x"):rep(16*1024*1024 - 1) local t = {} for i = 1, 1000 do t[i] = s end return table.concat(t)`,
+			"table.concat: result longer than 16777216 bytes"},
+		{`local t = {} for i = 1, 17 do t[i] = ("x"):rep(1024*1024) end return table.concat(t, ",", 1, 17)`,
+			"table.concat: result longer than 16777216 bytes"},
+		{`return string.format("%099999999s", "x")`, "invalid format (width or precision too long)"},
+		{`return string.format("%.100f", 1)`, "invalid format (width or precision too long)"},
+		{`local s = ("x"):rep(9*1024*1024) return string.format("%s%s", s, s)`, "string.format: result longer than 16777216 bytes"},
+		{`return (("x"):rep(1024*1024):gsub("x", ("y"):rep(32)))`, "string.gsub: result longer than 16777216 bytes"},
+		{`assert(table.concat({1, "a", 2.5}, "-") == "1-a-2.5")
+assert(table.concat({"a", "b", "c"}, ",", 2) == "b,c")
+assert(not pcall(table.concat, {"a", {}, "c"}))
+assert(string.format("%5.2f|%-3s|%d%%", 3.14159, "a", 7) == " 3.14|a  |7%")
+assert(#(("x"):rep(1024):gsub("x", "yy")) == 2048)`, ""},
+	} {
+		s, err := Compile("limits.lua", tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewVM(10*time.Second, 0, nil).Run(context.Background(), s, "r", notification(), 0)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.src, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: err = %v, want %q", tc.src, err, tc.err)
+		}
 	}
 }

@@ -473,6 +473,9 @@ loop:
 		if e != -1 {
 			n++
 			m.replace(&b, repl, s, e)
+			if b.Len() > maxRep {
+				L.RaiseError("string.gsub: result longer than %d bytes", maxRep)
+			}
 		}
 		switch {
 		case e != -1 && e > s:

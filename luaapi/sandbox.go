@@ -113,10 +113,12 @@ func newState() *state {
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(cappedRep(str.RawGetString("rep"))))
+	str.RawSetString("format", L.NewFunction(cappedFormat(str.RawGetString("format"))))
 	for name, fn := range map[string]lua.LGFunction{"find": strFind, "match": strMatch, "gmatch": strGmatch, "gsub": strGsub} {
 		str.RawSetString(name, L.NewFunction(fn))
 	}
 	tab := g.RawGetString("table").(*lua.LTable)
+	tab.RawSetString("concat", L.NewFunction(cappedConcat(tab.RawGetString("concat"))))
 	for _, name := range []string{"insert", "remove", "sort"} {
 		tab.RawSetString(name, s.writing(tab.RawGetString(name).(*lua.LFunction)))
 	}

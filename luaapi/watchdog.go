@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +29,9 @@ const (
 	heapMetric = "/memory/classes/heap/objects:bytes"
 )
 
-// maxRep caps the length of one string.rep result.
+// maxRep caps the length of a string that one call of string.rep,
+// string.format, string.gsub or table.concat builds: in one Go call, a
+// string could grow past what the watchdog's sampling catches in time.
 const maxRep = 16 << 20
 
 // stopCtx is a state's context. Once stopped, the state is not used again.
@@ -154,4 +157,91 @@ func cappedRep(rep lua.LValue) lua.LGFunction {
 		L.Call(2, 1)
 		return 1
 	}
+}
+
+// cappedConcat is table.concat, refusing a result longer than maxRep before
+// building it.
+func cappedConcat(concat lua.LValue) lua.LGFunction {
+	return func(L *lua.LState) int {
+		t := L.CheckTable(1)
+		sep := L.OptString(2, "")
+		i := L.OptInt(3, 1)
+		j := L.OptInt(4, t.Len())
+		size := 0
+	count:
+		for k := i; k <= j && size <= maxRep; k++ {
+			switch v := t.RawGetInt(k).(type) {
+			case lua.LString:
+				size += len(v)
+			case lua.LNumber:
+				size += len(v.String())
+			default:
+				break count // concat itself names the bad item
+			}
+			if k < j {
+				size += len(sep)
+			}
+		}
+		if size > maxRep {
+			L.RaiseError("table.concat: result longer than %d bytes", maxRep)
+		}
+		return forward(L, concat)
+	}
+}
+
+// cappedFormat is string.format with Lua 5.1's limit on widths and
+// precisions (two digits; gopher-lua passes any to Go, so "%099999999s"
+// built 100 MB) and a cap on the result's length.
+func cappedFormat(format lua.LValue) lua.LGFunction {
+	return func(L *lua.LState) int {
+		f := L.CheckString(1)
+		size := len(f)
+		for i := 0; i < len(f); i++ {
+			if f[i] != '%' {
+				continue
+			}
+			if i++; i < len(f) && f[i] == '%' {
+				continue
+			}
+			for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
+				i++
+			}
+			for _, part := range []string{"width", "precision"} {
+				if part == "precision" {
+					if i >= len(f) || f[i] != '.' {
+						break
+					}
+					i++
+				}
+				digits := 0
+				for ; i < len(f) && '0' <= f[i] && f[i] <= '9'; i++ {
+					digits++
+				}
+				if digits > 2 {
+					L.RaiseError("invalid format (width or precision too long)")
+				}
+				size += 100
+			}
+		}
+		for n := 2; n <= L.GetTop(); n++ {
+			if s, ok := L.Get(n).(lua.LString); ok {
+				size += len(s)
+			}
+		}
+		if size > maxRep {
+			L.RaiseError("string.format: result longer than %d bytes", maxRep)
+		}
+		return forward(L, format)
+	}
+}
+
+// forward calls fn with the current arguments and returns its results.
+func forward(L *lua.LState, fn lua.LValue) int {
+	top := L.GetTop()
+	L.Push(fn)
+	for n := 1; n <= top; n++ {
+		L.Push(L.Get(n))
+	}
+	L.Call(top, lua.MultRet)
+	return L.GetTop() - top
 }
