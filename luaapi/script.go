@@ -26,6 +26,9 @@ func (s *Script) Name() string { return s.name }
 // Compile parses and compiles a script once. name appears in errors, which
 // read "name:line: message".
 func Compile(name, src string) (*Script, error) {
+	if err := checkSource(name, src); err != nil {
+		return nil, err
+	}
 	chunk, err := parse.Parse(strings.NewReader(src), name)
 	if err != nil {
 		return nil, syntaxError(name, strings.Count(strings.TrimRight(src, "\n"), "\n")+1, err)

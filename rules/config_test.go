@@ -236,3 +236,28 @@ func TestLoadRoutes(t *testing.T) {
 		t.Errorf("defaults: %+v", commandsFirst.Set)
 	}
 }
+
+// TestLoadRefusesHugeFiles: a path that points at something huge fails the
+// load, naming the field, instead of reading it all into memory.
+func TestLoadRefusesHugeFiles(t *testing.T) {
+	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.lua")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: no disk is used.
+	if err := f.Truncate(maxFileBytes + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cfg := filepath.Join(dir, "amx.yml")
+	if err := os.WriteFile(cfg, []byte("routes:\n  - name: a\n    script: huge.lua\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(Source{File: cfg})
+	want := cfg + ":3:13: routes[0].script: " + huge + ": larger than 16777216 bytes"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}

@@ -3,7 +3,9 @@ package rules
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"hash"
+	"io"
 	"os"
 )
 
@@ -41,8 +43,26 @@ func newSources() *sources {
 	return &sources{seen: make(map[string]bool), h: sha256.New()}
 }
 
+// maxFileBytes caps what a load reads of one file (the config, a script, a
+// certificate): a wrong path to a huge file fails instead of filling
+// memory. Scripts have a tighter limit of their own (luaapi.MaxScriptBytes).
+const maxFileBytes = 16 << 20
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err == nil && len(data) > maxFileBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileBytes)
+	}
+	return data, err
+}
+
 func (s *sources) read(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if s.seen[path] {
 		return data, err
 	}
