@@ -215,7 +215,11 @@ func load(src Source, read *sources) (*Config, error) {
 		}
 	}
 	if len(cfg.Set.Commands) == 0 && len(cfg.Set.Routes) == 0 {
-		return cfg, errors.New("no command to run: give a script on the command line, or commands or routes in a config file (-f)")
+		err := errors.New("no command to run: give a script on the command line, or commands or routes in a config file (-f)")
+		if src.File != "" {
+			err = fmt.Errorf("%s: %w", src.File, err)
+		}
+		return cfg, err
 	}
 	return cfg, nil
 }

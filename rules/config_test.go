@@ -168,7 +168,7 @@ func TestLoadCommandLine(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Load(Source{File: f})
-		if err == nil || !strings.HasPrefix(err.Error(), "no command to run") {
+		if err == nil || !strings.HasPrefix(err.Error(), f+": no command to run") {
 			t.Errorf("err = %v", err)
 		}
 	})
