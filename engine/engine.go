@@ -30,6 +30,7 @@ type Engine struct {
 	rules   atomic.Pointer[Rules]
 	maxBody atomic.Int64
 	cert    atomic.Pointer[tls.Certificate]
+	auth    atomic.Pointer[rules.Auth]
 	ready   atomic.Bool
 	record  *Recorder // nil when not recording
 
@@ -72,7 +73,7 @@ func New(opts Options) *Engine {
 // and metrics.
 func (e *Engine) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", e.webhook)
+	mux.Handle("/", e.guard(http.HandlerFunc(e.webhook)))
 	mux.HandleFunc("/_health", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "All systems are functioning within normal specifications.\n")
 	})
@@ -86,8 +87,11 @@ func (e *Engine) Handler() http.Handler {
 		}
 		io.WriteString(w, "OK\n")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(e.m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/-/reload", e.reloadHandler)
+	// Health and readiness stay open; metrics and reload behind the same
+	// credentials when auth.protect_metrics says so.
+	metrics, reload := promhttp.HandlerFor(e.m.reg, promhttp.HandlerOpts{}), http.HandlerFunc(e.reloadHandler)
+	mux.Handle("/metrics", e.guardIfProtected(metrics))
+	mux.Handle("/-/reload", e.guardIfProtected(reload))
 	return mux
 }
 

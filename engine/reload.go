@@ -72,6 +72,7 @@ func (e *Engine) apply(cfg *rules.Config, r *Rules) {
 	rl.cfg = cfg
 	e.rules.Store(r)
 	e.maxBody.Store(cfg.MaxBodyBytes)
+	e.auth.Store(cfg.Auth)
 	if cfg.Certificate != nil && rl.tls {
 		e.cert.Store(cfg.Certificate)
 	}

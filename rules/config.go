@@ -40,7 +40,9 @@ type Config struct {
 	// Certificate is the TLS certificate and key read from TLSCert and
 	// TLSKey; nil without TLS.
 	Certificate *tls.Certificate
-	Set         *Set
+	// Auth is who may send notifications; nil lets every client in.
+	Auth *Auth
+	Set  *Set
 	// Files are the files the configuration was read from, in order: the
 	// config file, the Lua scripts, the TLS certificate and key. Sum is the
 	// checksum of the bytes read; a watcher compares it with Checksum(Files).
@@ -235,7 +237,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 	}
 	d := &decoder{file: file, read: read}
 	var maxBody int64
-	var tlsNode, certNode, keyNode *yaml.Node
+	var tlsNode, certNode, keyNode, caNode *yaml.Node
 	d.mapping(doc.Content[0], "", map[string]field{
 		"listen_address": func(n *yaml.Node, p string) { d.str(n, p, &cfg.ListenAddress) },
 		"verbose":        func(n *yaml.Node, p string) { d.boolean(n, p, &cfg.Verbose) },
@@ -268,6 +270,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 				cfg.Set.Routes = append(cfg.Set.Routes, r)
 			})
 		},
+		"auth": func(n *yaml.Node, p string) { cfg.Auth, caNode = d.auth(n, p, cfg.Dir()) },
 		"lua": func(n *yaml.Node, p string) {
 			d.mapping(n, p, map[string]field{
 				"timeout": func(n *yaml.Node, p string) {
@@ -285,6 +288,9 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 		d.errorf(tlsNode, "tls_crt", "tls_crt and tls_key must be given together")
 	case cfg.TLSCert != "":
 		cfg.Certificate = d.certificate(cfg.TLSCert, cfg.TLSKey, certNode, keyNode)
+	}
+	if cfg.Auth != nil && cfg.Auth.ClientCAs != nil && cfg.TLSCert == "" {
+		d.errorf(caNode, "auth.client_ca_file", "client certificates need TLS: set tls_crt and tls_key")
 	}
 	return d.err()
 }
