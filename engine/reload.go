@@ -114,6 +114,22 @@ func (e *Engine) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return e.cert.Load(), nil
 }
 
+// clientTLS asks clients for a certificate signed by auth.client_ca_file
+// while the configuration in force names one; a reload changes the CAs
+// for the next handshake.
+func (e *Engine) clientTLS(*tls.ClientHelloInfo) (*tls.Config, error) {
+	a := e.auth.Load()
+	if a == nil || a.ClientCAs == nil {
+		return nil, nil // the server's own configuration
+	}
+	return &tls.Config{
+		GetCertificate: e.certificate,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      a.ClientCAs,
+		NextProtos:     []string{"http/1.1"},
+	}, nil
+}
+
 // reloadHandler is POST /-/reload, as Prometheus and Alertmanager have it:
 // 200 when the new configuration is in force, 500 with the reason when the
 // old one stays.

@@ -104,7 +104,7 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 	served := make(chan error, 1)
 	go func() {
 		if opts.Config.Certificate != nil {
-			srv.TLSConfig = &tls.Config{GetCertificate: e.certificate}
+			srv.TLSConfig = &tls.Config{GetCertificate: e.certificate, GetConfigForClient: e.clientTLS}
 			served <- srv.ServeTLS(ln, "", "")
 		} else {
 			served <- srv.Serve(ln)
