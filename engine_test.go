@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner/runnertest"
 )
 
@@ -719,10 +720,35 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 // logged as delivered, and a classic command keeps the answer open until it
 // exits. So the command has max 1: Alertmanager's next flush re-sends the
 // firing group, amx skips it and answers at once, and the resolve follows.
+//
+// It runs without credentials, and with each kind Alertmanager's
+// http_config can send: basic auth and a bearer token, from files on both
+// sides, as in examples/auth.yml and examples/alertmanager.yml.
 func TestAlertmanager(t *testing.T) {
 	bin := alertmanagerBinary(t)
+	for _, tc := range []struct{ name, amx, alertmanager string }{
+		{"no auth", "", ""},
+		{"basic auth",
+			"auth:\n  basic_auth:\n    username: alertmanager\n    password_file: secret\n",
+			"        http_config:\n          basic_auth:\n            username: alertmanager\n            password_file: %s\n"},
+		{"bearer token",
+			"auth:\n  authorization:\n    credentials_file: secret\n",
+			"        http_config:\n          authorization:\n            credentials_file: %s\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testAlertmanager(t, bin, tc.amx, tc.alertmanager)
+		})
+	}
+}
+
+func testAlertmanager(t *testing.T, bin, amxAuth, amAuth string) {
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+	secret := writeFile(t, dir, "secret", "s3cret-"+filepath.Base(dir)+"\n")
+	if amAuth != "" {
+		amAuth = fmt.Sprintf(amAuth, secret)
+	}
+	cfg := writeFile(t, dir, "amx.yml", amxAuth+fmt.Sprintf(`
 commands:
   - cmd: sh
     args: ["-c", %q, %q]
@@ -730,6 +756,11 @@ commands:
     resolved_signal: SIGUSR1
 `, trapScript, dir))
 	a := startAmx(t, "-f", cfg)
+	if amxAuth != "" {
+		if code, answer := post(t, nil, "http://"+a.addr+"/", `{"status":"firing","alerts":[{"labels":{"a":"b"}}]}`); code != 401 {
+			t.Fatalf("a notification without credentials: %d %q, want 401", code, answer)
+		}
+	}
 
 	amAddr := freeAddr(t)
 	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`
@@ -744,7 +775,7 @@ receivers:
     webhook_configs:
       - url: http://%s/
         send_resolved: true
-`, a.addr))
+%s`, a.addr, amAuth))
 	am := exec.Command(bin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am-data"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
 	var amLogs bytes.Buffer
@@ -828,4 +859,25 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestExampleAuth: the example amx and Alertmanager configurations with
+// credentials are valid, each to its own program, and agree on them.
+func TestExampleAuth(t *testing.T) {
+	cfg, err := rules.Load(rules.Source{File: "examples/auth.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Auth; a.Username != "alertmanager" || a.Password != "example-password-change-me" ||
+		a.Token != "example-token-change-me" || !a.ProtectMetrics {
+		t.Errorf("examples/auth.yml: auth %+v", a)
+	}
+	alertmanagerBinary(t) // amtool comes with it
+	out, err := exec.Command("amtool", "check-config", "examples/alertmanager.yml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Errorf("amtool check-config examples/alertmanager.yml: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "1 receivers") {
+		t.Errorf("amtool: %s", out)
+	}
 }
