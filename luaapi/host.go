@@ -53,6 +53,10 @@ func (s *state) exec(L *lua.LState) int {
 // table argument; anything else is the script's mistake, reported with its
 // line.
 func argString(L *lua.LState, n int, v lua.LValue, item int) string {
+	what := ""
+	if item > 0 {
+		what = fmt.Sprintf("item %d: ", item)
+	}
 	var s string
 	switch v := v.(type) {
 	case lua.LString:
@@ -60,14 +64,10 @@ func argString(L *lua.LState, n int, v lua.LValue, item int) string {
 	case lua.LNumber:
 		s = v.String()
 	default:
-		what := ""
-		if item > 0 {
-			what = fmt.Sprintf("item %d: ", item)
-		}
 		L.ArgError(n, fmt.Sprintf("%sstring or number expected, got %s", what, v.Type()))
 	}
 	if strings.IndexByte(s, 0) >= 0 {
-		L.ArgError(n, "argument contains a NUL byte")
+		L.ArgError(n, what+"argument contains a NUL byte")
 	}
 	return s
 }
