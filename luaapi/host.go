@@ -53,9 +53,11 @@ func (s *state) exec(L *lua.LState) int {
 // table argument; anything else is the script's mistake, reported with its
 // line.
 func argString(L *lua.LState, n int, v lua.LValue, item int) string {
-	what := ""
-	if item > 0 {
-		what = fmt.Sprintf("item %d: ", item)
+	fail := func(msg string) {
+		if item > 0 {
+			msg = fmt.Sprintf("item %d: %s", item, msg)
+		}
+		L.ArgError(n, msg)
 	}
 	var s string
 	switch v := v.(type) {
@@ -64,10 +66,10 @@ func argString(L *lua.LState, n int, v lua.LValue, item int) string {
 	case lua.LNumber:
 		s = v.String()
 	default:
-		L.ArgError(n, fmt.Sprintf("%sstring or number expected, got %s", what, v.Type()))
+		fail("string or number expected, got " + v.Type().String())
 	}
 	if strings.IndexByte(s, 0) >= 0 {
-		L.ArgError(n, what+"argument contains a NUL byte")
+		fail("argument contains a NUL byte")
 	}
 	return s
 }
