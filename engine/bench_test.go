@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -99,23 +98,8 @@ func BenchmarkReloadLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	log := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(b.Context())
-	served := make(chan error, 1)
-	go func() {
-		served <- Serve(ctx, ln, ServeOptions{Options: Options{Config: cfg, Rules: compile(b, cfg.Set), Log: log, Source: src}, Watch: true})
-	}()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			b.Error(err)
-		}
-	}()
-	url := "http://" + ln.Addr().String() + "/"
+	url := "http://" + serve(b, ServeOptions{Options: Options{Config: cfg, Rules: compile(b, cfg.Set), Log: log, Source: src}, Watch: true}) + "/"
 	answers := func(want string) bool {
 		resp, err := http.Post(url, "application/json", strings.NewReader(firing))
 		if err != nil {

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -84,22 +83,8 @@ func TestClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() {
-		served <- Serve(ctx, ln, ServeOptions{Options: Options{Config: cfg, Rules: compile(t, cfg.Set),
-			Log: slog.New(slog.DiscardHandler), Source: src}})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-	})
+	addr := serve(t, ServeOptions{Options: Options{Config: cfg, Rules: compile(t, cfg.Set),
+		Log: slog.New(slog.DiscardHandler), Source: src}})
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.cert)
 	post := func(client *tls.Certificate) (int, error) {
@@ -111,7 +96,7 @@ func TestClientCertificates(t *testing.T) {
 				return client, nil
 			}}}}
 		defer c.CloseIdleConnections()
-		resp, err := c.Post("https://"+ln.Addr().String()+"/", "application/json", strings.NewReader(firing))
+		resp, err := c.Post("https://"+addr+"/", "application/json", strings.NewReader(firing))
 		if err != nil {
 			return 0, err
 		}

@@ -30,25 +30,10 @@ func TestSlowClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
 	limits := HTTPLimits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: time.Second,
 		IdleTimeout: time.Second, MaxHeaderBytes: 4 << 10}
-	go func() {
-		served <- Serve(ctx, ln, ServeOptions{HTTP: limits,
-			Options: Options{Config: cfg, Rules: compile(t, cfg.Set), Log: slog.New(slog.DiscardHandler), Source: src}})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-	})
-	addr := ln.Addr().String()
+	addr := serve(t, ServeOptions{HTTP: limits,
+		Options: Options{Config: cfg, Rules: compile(t, cfg.Set), Log: slog.New(slog.DiscardHandler), Source: src}})
 	dial := func(t *testing.T, start string) net.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)
@@ -110,4 +95,24 @@ func TestSlowClients(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("a command ran for a request that never arrived whole")
 	}
+}
+
+// serve runs Serve on a loopback port until the test ends, and returns the
+// address.
+func serve(tb testing.TB, opts ServeOptions) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, opts) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			tb.Error(err)
+		}
+	})
+	return ln.Addr().String()
 }
