@@ -98,8 +98,7 @@ type decision struct {
 
 func (d *decision) classicEnv() []string {
 	if d.env == nil {
-		w := envWriter{env: make([]string, 0, envSize(d.msg))}
-		w.classic(d.msg)
+		w := classicEnv(d.msg)
 		d.env = w.env
 		d.drop(w.dropped)
 	}

@@ -136,10 +136,10 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 	e.answer(w, msg.Status, http.StatusOK, "ok")
 }
 
-// readBody reads a request body of the announced length in one buffer of
-// that size (io.ReadAll would grow one, doubling, and a 50 MB group would
-// leave the rest of 64 MB behind), or of unknown length as it comes. A body
-// announced larger than max is refused unread.
+// readBody reads a request body of the announced length into one buffer of
+// that size (io.ReadAll grows one step by step, copying as it goes), or of
+// unknown length as it comes. A body announced larger than max is refused
+// unread.
 func readBody(r io.Reader, length, max int64) ([]byte, error) {
 	switch {
 	case length > max:

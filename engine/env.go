@@ -16,9 +16,14 @@ import (
 // variable name is escaped (see envPart), and a variable the environment
 // cannot hold is left out (see envWriter).
 func Env(m *Message) []string {
+	return classicEnv(m).env
+}
+
+// classicEnv is Env, with what it left out.
+func classicEnv(m *Message) envWriter {
 	w := envWriter{env: make([]string, 0, envSize(m))}
 	w.classic(m)
-	return w.env
+	return w
 }
 
 // envWriter builds an environment. A value with a NUL byte cannot be

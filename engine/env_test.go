@@ -40,8 +40,7 @@ func TestEnvHostileNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var w envWriter
-	w.classic(m)
+	w := classicEnv(m)
 	checkEnv(t, w.env)
 	for _, kv := range []string{
 		"AMX_ALERT_1_LABEL_a=1", // valid names keep their spelling
