@@ -28,6 +28,10 @@ type Plan struct {
 	// EnvDropped are the variables left out of the actions' environments,
 	// each with the reason.
 	EnvDropped []string
+	// EnvCut is how many alerts' AMX_ALERT_<n>_* variables did not fit in
+	// the environment. Then every action gets the whole notification in
+	// AMX_PAYLOAD_FILE instead.
+	EnvCut int
 }
 
 // Skip is a rule that did not produce an action, and why.
@@ -83,6 +87,11 @@ func Decide(ctx context.Context, r *Rules, m *Message) Plan {
 		d.commands(r.Set)
 		d.routes(ctx, r)
 	}
+	if p.EnvCut > 0 {
+		for i := range p.Actions {
+			p.Actions[i].Payload, p.Actions[i].PayloadFile = m.JSON(), true
+		}
+	}
 	return p
 }
 
@@ -99,7 +108,7 @@ type decision struct {
 func (d *decision) classicEnv() []string {
 	if d.env == nil {
 		w := classicEnv(d.msg)
-		d.env = w.env
+		d.env, d.plan.EnvCut = w.env, w.cut
 		d.drop(w.dropped)
 	}
 	return d.env

@@ -172,6 +172,10 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	}
 	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
 		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved), "skipped", skipped)
+	if plan.EnvCut > 0 {
+		e.log.Warn("too many alerts for the environment: commands find them all in AMX_PAYLOAD_FILE", "group_key", msg.GroupKey,
+			"alerts", len(msg.Alerts), "in_environment", len(msg.Alerts)-plan.EnvCut)
+	}
 	if n := len(plan.EnvDropped); n > 0 {
 		e.log.Warn("variables left out of the commands' environment", "group_key", msg.GroupKey,
 			"count", n, "variables", plan.EnvDropped[:min(n, 10)])

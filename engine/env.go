@@ -21,27 +21,44 @@ func Env(m *Message) []string {
 
 // classicEnv is Env, with what it left out.
 func classicEnv(m *Message) envWriter {
-	w := envWriter{env: make([]string, 0, envSize(m))}
+	w := envWriter{env: make([]string, 0, min(envSize(m), 1<<14))}
 	w.classic(m)
 	return w
 }
 
-// envWriter builds an environment. A value with a NUL byte cannot be
-// passed to exec: one such variable would fail every command it goes to,
-// so it is left out instead, and so is an escaped name that spells a
+// What exec can pass, on Linux: each variable at most MAX_ARG_STRLEN
+// (128 KiB), and all of them with the arguments, and a pointer each, within
+// ARG_MAX (2 MiB by default). The AMX_* variables keep to envBudget, which
+// leaves the rest to amx's own environment and the command's arguments.
+const (
+	maxVarBytes = 128<<10 - 1
+	envBudget   = 1 << 20
+)
+
+// envWriter builds an environment. A variable exec cannot pass would fail
+// every command it goes to, so it is left out instead: a value with a NUL
+// byte, one longer than exec allows, and an escaped name that spells a
 // variable a real name already set. What is left out is listed in dropped,
-// for the log.
+// for the log. size counts what the variables take of exec's limit.
 type envWriter struct {
 	env     []string
 	dropped []string
+	size    int
+	// cut is how many alerts' AMX_ALERT_<n>_* variables were left out
+	// because they would not fit.
+	cut int
 }
 
 func (w *envWriter) set(name, value string) {
-	if strings.IndexByte(value, 0) >= 0 {
+	switch {
+	case strings.IndexByte(value, 0) >= 0:
 		w.dropped = append(w.dropped, name+" (a NUL byte in its value)")
-		return
+	case len(name)+1+len(value) > maxVarBytes:
+		w.dropped = append(w.dropped, fmt.Sprintf("%s (%d bytes, more than exec takes)", name, len(value)))
+	default:
+		w.env = append(w.env, name+"="+value)
+		w.size += len(name) + len(value) + 2 + 8 // "=", NUL and the pointer
 	}
-	w.env = append(w.env, name+"="+value)
 }
 
 func (w *envWriter) classic(m *Message) {
@@ -54,17 +71,30 @@ func (w *envWriter) classic(m *Message) {
 	w.setMap("AMX_LABEL_", m.CommonLabels)
 	w.setMap("AMX_GLABEL_", m.GroupLabels)
 	w.setMap("AMX_ANNOTATION_", m.CommonAnnotations)
+	// The alerts' variables go in alert by alert while they fit; the
+	// command then finds every alert in AMX_PAYLOAD_FILE (see Plan).
 	for i := range m.Alerts {
-		a := &m.Alerts[i]
-		key := "AMX_ALERT_" + strconv.Itoa(i+1)
-		w.set(key+"_STATUS", a.Status)
-		w.set(key+"_START", unixString(a.StartsAt))
-		w.set(key+"_END", unixString(a.EndsAt))
-		w.set(key+"_URL", a.GeneratorURL)
-		w.set(key+"_FINGERPRINT", a.Fingerprint)
-		w.setMap(key+"_LABEL_", a.Labels)
-		w.setMap(key+"_ANNOTATION_", a.Annotations)
+		env, dropped, size := len(w.env), len(w.dropped), w.size
+		w.alert(i+1, &m.Alerts[i])
+		if w.size > envBudget {
+			w.env, w.dropped, w.size = w.env[:env], w.dropped[:dropped], size
+			w.cut = len(m.Alerts) - i
+			w.set("AMX_ALERTS_TRUNCATED", "1")
+			break
+		}
 	}
+}
+
+// alert sets the AMX_ALERT_<n>_* variables of alert n.
+func (w *envWriter) alert(n int, a *Alert) {
+	key := "AMX_ALERT_" + strconv.Itoa(n)
+	w.set(key+"_STATUS", a.Status)
+	w.set(key+"_START", unixString(a.StartsAt))
+	w.set(key+"_END", unixString(a.EndsAt))
+	w.set(key+"_URL", a.GeneratorURL)
+	w.set(key+"_FINGERPRINT", a.Fingerprint)
+	w.setMap(key+"_LABEL_", a.Labels)
+	w.setMap(key+"_ANNOTATION_", a.Annotations)
 }
 
 func envSize(m *Message) int {

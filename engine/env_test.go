@@ -1,9 +1,13 @@
 package engine
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -87,5 +91,87 @@ func TestEnvHostileRuns(t *testing.T) {
 	if !strings.Contains(logs.String(), `level=WARN msg="variables left out of the commands' environment"`) ||
 		!strings.Contains(logs.String(), "count=2") {
 		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// group is a firing notification of n alerts, each with a few labels.
+func group(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"status":"firing","receiver":"r","groupKey":"g","alerts":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"status":"firing","fingerprint":"%016x","labels":{"alertname":"DiskFull","instance":"host-%05d:9100","job":"node","device":"/dev/sda1"},"annotations":{"summary":"disk full on host-%05d"}}`, i, i, i)
+	}
+	b.WriteString(`]}`)
+	return b.String()
+}
+
+// TestEnvBudget: a group too large for exec's limit on the environment
+// (E2BIG, the old executor's "argument list too long" from 5,000 alerts)
+// still runs its commands. They get the variables of as many alerts as
+// fit, AMX_ALERTS_TRUNCATED=1, and the whole notification in a private
+// AMX_PAYLOAD_FILE that is removed when they end. A small group keeps the
+// classic environment exactly.
+func TestEnvBudget(t *testing.T) {
+	dir := t.TempDir()
+	script := `echo "$AMX_ALERT_LEN ${AMX_ALERTS_TRUNCATED:-none} $AMX_ALERT_1_LABEL_instance" > "$1/seen"
+echo "$AMX_PAYLOAD_FILE" > "$1/name"
+[ -n "$AMX_PAYLOAD_FILE" ] && cp "$AMX_PAYLOAD_FILE" "$1/copy" && stat -c %a "$AMX_PAYLOAD_FILE" > "$1/mode"
+env | grep -c '^AMX_ALERT_[0-9]*_FINGERPRINT=' > "$1/count"`
+	set := &rules.Set{Commands: []*rules.Command{{Name: "commands[0]", Cmd: "sh", Args: []string{"-c", script, "sh", dir}, Process: notify}}}
+	var logs bytes.Buffer
+	e := New(Options{Config: &rules.Config{MaxBodyBytes: 64 << 20, Set: set}, Rules: compile(t, set),
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b))
+	}
+
+	big := group(6000)
+	if code, answer := do(t, e.Handler(), "POST", "/", big); code != 200 {
+		t.Fatalf("%d %q", code, answer)
+	}
+	if got := read("seen"); got != "6000 1 host-00000:9100" {
+		t.Errorf("AMX_ALERT_LEN, AMX_ALERTS_TRUNCATED, the first alert: %q", got)
+	}
+	if n, _ := strconv.Atoi(read("count")); n < 1000 || n >= 6000 {
+		t.Errorf("%d alerts' variables in the environment, want some but not all", n)
+	}
+	if read("copy") != big {
+		t.Error("AMX_PAYLOAD_FILE does not hold the notification as it arrived")
+	}
+	if got := read("mode"); got != "600" {
+		t.Errorf("payload file mode %s, want 600", got)
+	}
+	if _, err := os.Stat(read("name")); !os.IsNotExist(err) {
+		t.Errorf("the payload file outlived the command: %v", err)
+	}
+	if !strings.Contains(logs.String(), "commands find them all in AMX_PAYLOAD_FILE") {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+
+	if code, _ := do(t, e.Handler(), "POST", "/", group(3)); code != 200 {
+		t.Fatal(code)
+	}
+	if got, name := read("seen"), read("name"); got != "3 none host-00000:9100" || name != "" {
+		t.Errorf("a small group: %q, AMX_PAYLOAD_FILE %q", got, name)
+	}
+}
+
+// TestEnvLongValue: a value longer than exec takes is left out, and the
+// command runs.
+func TestEnvLongValue(t *testing.T) {
+	m, err := Decode([]byte(`{"status":"firing","alerts":[{"labels":{"a":"1","big":"` + strings.Repeat("x", 200<<10) + `"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := classicEnv(m)
+	if !slices.Contains(w.env, "AMX_ALERT_1_LABEL_a=1") || slices.ContainsFunc(w.env, func(kv string) bool { return strings.HasPrefix(kv, "AMX_ALERT_1_LABEL_big=") }) {
+		t.Error("the long value is not the only one left out")
+	}
+	if len(w.dropped) != 1 || !strings.Contains(w.dropped[0], "more than exec takes") {
+		t.Errorf("dropped: %q", w.dropped)
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -26,6 +27,17 @@ type Message struct {
 	ExternalURL       string            `json:"externalURL"`
 	GroupKey          string            `json:"groupKey"`
 	TruncatedAlerts   int               `json:"truncatedAlerts"`
+
+	raw []byte // the body it was decoded from
+}
+
+// JSON is the notification as it arrived, or encoded anew when it was not
+// decoded from a body.
+func (m *Message) JSON() []byte {
+	if m.raw == nil {
+		m.raw, _ = json.Marshal(m) // a Message always encodes
+	}
+	return m.raw
 }
 
 // Alert is one alert of a notification.
@@ -49,7 +61,7 @@ func Decode(body []byte) (*Message, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, errors.New("empty request body")
 	}
-	var m Message
+	m := Message{raw: body}
 	if err := decodeMessage(body, &m); err != nil {
 		return nil, err
 	}

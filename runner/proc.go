@@ -84,6 +84,24 @@ func (p *proc) markExited() {
 	p.mu.Unlock()
 }
 
+// writePayload writes a notification to a new temporary file, readable by
+// amx's user only, and returns its name.
+func writePayload(payload []byte) (string, error) {
+	f, err := os.CreateTemp("", "amx-payload-*.json")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(payload)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
 // start launches an action. It returns the process, or nil and the final
 // Result when the action is skipped or cannot start.
 func (r *Runner) start(a *Action) (*proc, Result) {
@@ -107,6 +125,22 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 	}
 	cmd := exec.CommandContext(ctx, a.Cmd, a.Args...)
 	cmd.Env = append(os.Environ(), a.Env...)
+	payload := ""
+	if a.PayloadFile {
+		if payload, err = writePayload(a.Payload); err != nil {
+			cancel()
+			r.untrack(p)
+			r.m.Errors.WithLabelValues("start").Inc()
+			log.Error("not started: writing the payload file", "err", err)
+			return nil, Result{Action: a, Err: fmt.Errorf("payload file: %w", err), ExitCode: -1}
+		}
+		cmd.Env = append(cmd.Env, "AMX_PAYLOAD_FILE="+payload)
+	}
+	removePayload := func() {
+		if payload != "" {
+			os.Remove(payload)
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		// Timed out: ask the whole group to stop, then insist.
@@ -125,6 +159,7 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		cancel()
+		removePayload()
 		r.untrack(p)
 		r.m.Errors.WithLabelValues("start").Inc()
 		log.Error("start failed", "err", err)
@@ -143,6 +178,7 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 		}
 		err := cmd.Wait()
 		p.markExited()
+		removePayload()
 		stdout.flush()
 		stderr.flush()
 		took := time.Since(begin)

@@ -42,6 +42,11 @@ type Action struct {
 	Timeout time.Duration
 	// Stdin is written to the process's standard input; empty means none.
 	Stdin string
+	// Payload is the notification as it arrived. With PayloadFile it is
+	// written to a private temporary file, named to the process in
+	// AMX_PAYLOAD_FILE and removed when the process ends.
+	Payload     []byte
+	PayloadFile bool
 }
 
 // Skip reasons, as the old executor labelled am_executor_skipped_total.
