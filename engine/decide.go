@@ -87,9 +87,9 @@ func Decide(ctx context.Context, r *Rules, m *Message) Plan {
 		d.commands(r.Set)
 		d.routes(ctx, r)
 	}
-	if p.EnvCut > 0 {
-		for i := range p.Actions {
-			p.Actions[i].Payload, p.Actions[i].PayloadFile = m.JSON(), true
+	for i := range p.Actions {
+		if a := &p.Actions[i]; p.EnvCut > 0 || a.PayloadStdin {
+			a.Payload, a.PayloadFile = m.JSON(), p.EnvCut > 0
 		}
 	}
 	return p
@@ -188,6 +188,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 		IgnoreResolved:  p.IgnoreResolved,
 		NotifyOnFailure: p.NotifyOnFailure,
 		Timeout:         p.Timeout,
+		PayloadStdin:    p.StdinPayload,
 	}
 }
 
@@ -213,7 +214,7 @@ func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runn
 		act.Timeout = *e.Timeout
 	}
 	if e.Stdin != nil {
-		act.Stdin = *e.Stdin
+		act.Stdin, act.PayloadStdin = *e.Stdin, false
 	}
 	return act
 }

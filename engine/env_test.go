@@ -175,3 +175,25 @@ func TestEnvLongValue(t *testing.T) {
 		t.Errorf("dropped: %q", w.dropped)
 	}
 }
+
+// TestStdinPayload: stdin: payload gives a command, or every exec of a
+// route, the notification as it arrived; a script's own stdin= wins.
+func TestStdinPayload(t *testing.T) {
+	dir := t.TempDir()
+	set := &rules.Set{LuaTimeout: rules.DefaultLuaTimeout,
+		Commands: []*rules.Command{{Name: "commands[0]", Cmd: "sh", Args: []string{"-c", `cat > "$0/classic"`, dir},
+			Process: rules.Process{NotifyOnFailure: true, StdinPayload: true}}},
+		Routes: []*rules.Route{{Name: "r", ScriptName: "r.lua",
+			Process: rules.Process{NotifyOnFailure: true, StdinPayload: true},
+			Source: fmt.Sprintf(`exec("sh", "-c", 'cat > "$0/route"', %q)
+exec{"sh", "-c", 'cat > "$0/own"', %[1]q, stdin = "the script's own"}`, dir)}}}
+	e := New(Options{Config: &rules.Config{MaxBodyBytes: 1 << 20, Set: set}, Rules: compile(t, set), Log: slog.New(slog.DiscardHandler)})
+	if code, answer := do(t, e.Handler(), "POST", "/", firing); code != 200 {
+		t.Fatalf("%d %q", code, answer)
+	}
+	for file, want := range map[string]string{"classic": firing, "route": firing, "own": "the script's own"} {
+		if got, _ := os.ReadFile(filepath.Join(dir, file)); string(got) != want {
+			t.Errorf("%s read %q on stdin, want %q", file, got, want)
+		}
+	}
+}

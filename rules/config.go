@@ -85,6 +85,9 @@ type Process struct {
 	ResolvedSignal  syscall.Signal
 	// Timeout ends the process group after this long; zero means never.
 	Timeout time.Duration
+	// StdinPayload (stdin: payload) gives the process the notification's
+	// JSON on its standard input.
+	StdinPayload bool
 }
 
 // DefaultProcess is the settings of a command or route that sets none.
@@ -342,6 +345,13 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 	fields["ignore_resolved"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.IgnoreResolved) }
 	fields["timeout"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Timeout) }
 	fields["resolved_signal"] = func(n *yaml.Node, path string) { d.signal(n, path, &p.ResolvedSignal) }
+	fields["stdin"] = func(n *yaml.Node, path string) {
+		var v string
+		d.str(n, path, &v)
+		if p.StdinPayload = v == "payload"; !p.StdinPayload {
+			d.errorf(n, path, `want "payload", got %q`, v)
+		}
+	}
 	// The old executor read zero or a negative max as "no limit".
 	fields["max"] = func(n *yaml.Node, path string) {
 		var v int64

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,7 +150,10 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 		return p.signal(syscall.SIGTERM)
 	}
 	cmd.WaitDelay = r.grace
-	if a.Stdin != "" {
+	switch {
+	case a.PayloadStdin:
+		cmd.Stdin = bytes.NewReader(a.Payload)
+	case a.Stdin != "":
 		cmd.Stdin = strings.NewReader(a.Stdin)
 	}
 	stdout := &lineLogger{log: log, stream: "stdout", pid: p.getPid}

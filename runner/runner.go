@@ -47,6 +47,9 @@ type Action struct {
 	// AMX_PAYLOAD_FILE and removed when the process ends.
 	Payload     []byte
 	PayloadFile bool
+	// PayloadStdin writes Payload to the process's standard input, in
+	// place of Stdin.
+	PayloadStdin bool
 }
 
 // Skip reasons, as the old executor labelled am_executor_skipped_total.
