@@ -189,6 +189,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 		NotifyOnFailure: p.NotifyOnFailure,
 		Timeout:         p.Timeout,
 		PayloadStdin:    p.StdinPayload,
+		KillAfter:       p.KillAfter,
 	}
 }
 

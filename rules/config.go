@@ -88,11 +88,17 @@ type Process struct {
 	// StdinPayload (stdin: payload) gives the process the notification's
 	// JSON on its standard input.
 	StdinPayload bool
+	// KillAfter escalates a resolved signal the process survives to
+	// SIGKILL after this long; zero never does.
+	KillAfter time.Duration
 }
+
+// DefaultKillAfter is how long a process may outlive its resolved signal.
+const DefaultKillAfter = 30 * time.Second
 
 // DefaultProcess is the settings of a command or route that sets none.
 func DefaultProcess() Process {
-	return Process{NotifyOnFailure: true, ResolvedSignal: DefaultSignal}
+	return Process{NotifyOnFailure: true, ResolvedSignal: DefaultSignal, KillAfter: DefaultKillAfter}
 }
 
 // Matches reports whether every match label is present with the same value.
@@ -344,6 +350,7 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 	fields["notify_on_failure"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.NotifyOnFailure) }
 	fields["ignore_resolved"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.IgnoreResolved) }
 	fields["timeout"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Timeout) }
+	fields["kill_after"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.KillAfter) }
 	fields["resolved_signal"] = func(n *yaml.Node, path string) { d.signal(n, path, &p.ResolvedSignal) }
 	fields["stdin"] = func(n *yaml.Node, path string) {
 		var v string

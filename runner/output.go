@@ -10,19 +10,32 @@ import (
 // logged in pieces.
 const maxLine = 64 << 10
 
+// maxOutput caps what is logged of one stream of one process: a command
+// that writes without end must not fill the log. The rest is read and
+// dropped, so the command never blocks on a full pipe, and counted.
+const maxOutput = 1 << 20
+
 // lineLogger logs a process's output line by line, tagged with the stream.
 type lineLogger struct {
 	log    *slog.Logger
 	stream string
 	pid    func() int
 
-	mu  sync.Mutex
-	buf []byte
+	mu      sync.Mutex
+	buf     []byte
+	logged  int // bytes taken into buf so far
+	dropped int // bytes past maxOutput
 }
 
 func (w *lineLogger) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	n := len(b)
+	if room := maxOutput - w.logged; len(b) > room {
+		w.dropped += len(b) - max(room, 0)
+		b = b[:max(room, 0)]
+	}
+	w.logged += len(b)
 	w.buf = append(w.buf, b...)
 	start := 0
 	for {
@@ -39,7 +52,7 @@ func (w *lineLogger) Write(b []byte) (int, error) {
 	}
 	// Keep only the unfinished line, at the start of the same buffer.
 	w.buf = w.buf[:copy(w.buf, w.buf[start:])]
-	return len(b), nil
+	return n, nil
 }
 
 // flush logs a last line that ended without a newline.
@@ -49,6 +62,9 @@ func (w *lineLogger) flush() {
 	if len(w.buf) > 0 {
 		w.emit(w.buf)
 		w.buf = nil
+	}
+	if w.dropped > 0 {
+		w.log.Warn("output cut", "pid", w.pid(), "stream", w.stream, "logged_bytes", maxOutput, "dropped_bytes", w.dropped)
 	}
 }
 

@@ -24,6 +24,7 @@ type proc struct {
 	pending  syscall.Signal // a signal that arrived before the start
 	exited   bool           // the leader exited: its pid may be reused once reaped
 	resolved bool           // its alert resolved and it was signalled for it
+	kill     *time.Timer    // escalates a resolved signal to SIGKILL
 }
 
 // signal sends sig to the process group. A process that has not started yet
@@ -82,7 +83,30 @@ func (p *proc) started(pid int) {
 func (p *proc) markExited() {
 	p.mu.Lock()
 	p.exited = true
+	if p.kill != nil {
+		p.kill.Stop()
+	}
 	p.mu.Unlock()
+}
+
+// killAfter sends SIGKILL to the group after d unless the process has
+// exited by then; warn is called first. A later resolve keeps the first
+// deadline.
+func (p *proc) killAfter(d time.Duration, warn func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited || p.kill != nil {
+		return
+	}
+	p.kill = time.AfterFunc(d, func() {
+		p.mu.Lock()
+		exited := p.exited
+		p.mu.Unlock()
+		if !exited {
+			warn()
+			_ = p.signal(syscall.SIGKILL)
+		}
+	})
 }
 
 // writePayload writes a notification to a new temporary file, readable by

@@ -50,6 +50,9 @@ type Action struct {
 	// PayloadStdin writes Payload to the process's standard input, in
 	// place of Stdin.
 	PayloadStdin bool
+	// KillAfter escalates a resolved signal the process group survives to
+	// SIGKILL after this long; zero never does.
+	KillAfter time.Duration
 }
 
 // Skip reasons, as the old executor labelled am_executor_skipped_total.
@@ -193,6 +196,12 @@ func (r *Runner) Resolve(fingerprints []string) {
 		}
 		r.m.Signalled.WithLabelValues("ok").Inc()
 		log.Info("signalled process group", "signal", unix.SignalName(sig), "pid", p.getPid())
+		if a.KillAfter > 0 && sig != syscall.SIGKILL {
+			p.killAfter(a.KillAfter, func() {
+				log.Warn("still running after its resolved signal; killing the process group",
+					"signal", unix.SignalName(sig), "kill_after", a.KillAfter, "pid", p.getPid())
+			})
+		}
 	}
 }
 

@@ -216,6 +216,50 @@ func TestNoFingerprint(t *testing.T) {
 	}
 }
 
+// TestKillAfter: a process group that ignores its resolved signal is
+// killed kill_after later; without kill_after it is left running.
+func TestKillAfter(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	dir := t.TempDir()
+	stubborn := `trap '' USR1; echo $$ > "$1/pid"; while :; do sleep 0.05; done`
+	done := make(chan Result, 1)
+	go func() {
+		done <- r.Run([]Action{{Name: "stubborn", Cmd: "sh", Args: []string{"-c", stubborn, "sh", dir},
+			Fingerprint: "fp", Signal: syscall.SIGUSR1, KillAfter: 100 * time.Millisecond}})[0]
+	}()
+	runnertest.ReadInt(t, filepath.Join(dir, "pid"))
+	r.Resolve([]string{"fp"})
+	select {
+	case res := <-done:
+		if !res.Resolved || res.Err != nil {
+			t.Errorf("want an end by resolve, got %+v", res)
+		}
+	case <-time.After(runnertest.Deadline):
+		t.Fatal("the process that ignores SIGUSR1 was not killed after kill_after")
+	}
+
+	// Without kill_after, amx only asks: no kill is scheduled.
+	os.Remove(filepath.Join(dir, "pid"))
+	go func() {
+		done <- r.Run([]Action{{Name: "stubborn", Cmd: "sh", Args: []string{"-c", stubborn, "sh", dir},
+			Fingerprint: "fp2", Signal: syscall.SIGUSR1}})[0]
+	}()
+	runnertest.Eventually(t, "second process started", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "pid"))
+		return err == nil
+	})
+	r.Resolve([]string{"fp2"})
+	r.mu.Lock()
+	for p := range r.live["fp2"] {
+		p.mu.Lock()
+		if p.kill != nil || !p.resolved {
+			t.Errorf("kill scheduled %v, resolved %v; want only the resolved signal", p.kill != nil, p.resolved)
+		}
+		p.mu.Unlock()
+	}
+	r.mu.Unlock()
+}
+
 func TestIgnoreResolved(t *testing.T) {
 	r, m := newRunner(t, nil)
 	done := make(chan Result, 1)
@@ -324,5 +368,29 @@ func TestLineLoggerSplitsAndCaps(t *testing.T) {
 	want := []string{"abc", "def", "", long[:maxLine], long[maxLine:], "tail"}
 	if !slices.Equal(got, want) {
 		t.Errorf("lines = %.60q, want %.60q", got, want)
+	}
+}
+
+// TestOutputCut: a process that writes without end gets at most maxOutput
+// of each stream logged, is never blocked, and the cut is logged.
+func TestOutputCut(t *testing.T) {
+	var logs bytes.Buffer
+	r, _ := newRunner(t, &logs)
+	// 3 MiB of 1 KiB lines on stdout, then a line on stderr.
+	res := r.Run([]Action{{Name: "chatty", Cmd: "sh", Args: []string{"-c",
+		`head -c 3145728 /dev/zero | tr '\0' 'x' | fold -w 1023; echo done >&2`}}})[0]
+	if res.Err != nil || res.ExitCode != 0 {
+		t.Fatalf("%+v", res)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "stream=stdout"); n > maxOutput/1024+1 || n < maxOutput/1024-1 {
+		t.Errorf("%d stdout lines logged, want about %d", n, maxOutput/1024)
+	}
+	// 3 MiB and a newline every 1023 bytes, less the 1 MiB logged.
+	if !strings.Contains(out, `msg="output cut"`) || !strings.Contains(out, "dropped_bytes=2100227") {
+		t.Errorf("the cut is not logged with its size:\n%.2000s", out[max(0, len(out)-2000):])
+	}
+	if !strings.Contains(out, "stream=stderr line=done") {
+		t.Error("the other stream lost its line")
 	}
 }
