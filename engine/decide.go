@@ -190,6 +190,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 		Timeout:         p.Timeout,
 		PayloadStdin:    p.StdinPayload,
 		KillAfter:       p.KillAfter,
+		NoWait:          p.NoWait,
 	}
 }
 
@@ -213,6 +214,9 @@ func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runn
 	}
 	if e.Timeout != nil {
 		act.Timeout = *e.Timeout
+	}
+	if e.Wait != nil {
+		act.NoWait = !*e.Wait
 	}
 	if e.Stdin != nil {
 		act.Stdin, act.PayloadStdin = *e.Stdin, false

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/amx-dev/amx/rules"
+	"github.com/amx-dev/amx/runner/runnertest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -464,5 +466,50 @@ func TestRecord(t *testing.T) {
 		if _, err := Decode(got); err != nil {
 			t.Errorf("%s is not a payload amx test can read: %v", f, err)
 		}
+	}
+}
+
+// TestNoWait: with wait: false the answer comes once the processes have
+// started. A command that cannot start still makes it a 500 (with
+// notify_on_failure); one that fails later is logged and counted only.
+func TestNoWait(t *testing.T) {
+	dir := t.TempDir()
+	noWait := rules.Process{NotifyOnFailure: true, NoWait: true}
+	set := &rules.Set{LuaTimeout: rules.DefaultLuaTimeout,
+		Commands: []*rules.Command{
+			{Name: "commands[0]", Cmd: "sh", Args: []string{"-c", `echo $$ > "$0/long"; exec sleep 1000`, dir}, Process: noWait},
+			{Name: "commands[1]", Cmd: "false", Process: noWait},
+		},
+		Routes: []*rules.Route{{Name: "r", ScriptName: "r.lua", Process: rules.DefaultProcess(),
+			Source: fmt.Sprintf(`exec{"sh", "-c", 'echo $$ > "$0/lua"; exec sleep 1000', %q, wait = false}`, dir)}}}
+	var logs syncBuffer
+	e := New(Options{Config: &rules.Config{MaxBodyBytes: 4096, Set: set}, Rules: compile(t, set),
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // kill the sleeps
+		e.Shutdown(ctx)
+	})
+	h := e.Handler()
+	if code, answer := do(t, h, "POST", "/", firing); code != 200 || answer != "ok\n" {
+		t.Fatalf("%d %q", code, answer)
+	}
+	// Answered, and both long processes are still running.
+	for _, name := range []string{"long", "lua"} {
+		pid := runnertest.ReadInt(t, filepath.Join(dir, name))
+		if runnertest.Gone(pid) {
+			t.Errorf("%s: the process ended before the answer", name)
+		}
+	}
+	runnertest.Eventually(t, "the failure of false counted", func() bool {
+		_, metrics := do(t, h, "GET", "/metrics", "")
+		return hasLine(metrics, `am_executor_errors_total{stage="command"} 1`)
+	})
+
+	set.Commands = append(set.Commands, &rules.Command{Name: "commands[2]", Cmd: "/nonexistent/cmd", Process: noWait})
+	e2 := New(Options{Config: &rules.Config{MaxBodyBytes: 4096, Set: &rules.Set{Commands: set.Commands[2:]}},
+		Rules: compile(t, &rules.Set{Commands: set.Commands[2:]}), Log: slog.New(slog.DiscardHandler)})
+	if code, answer := do(t, e2.Handler(), "POST", "/", firing); code != 500 || !strings.Contains(answer, "no such file") {
+		t.Errorf("a start failure with wait: false: %d %q, want 500", code, answer)
 	}
 }

@@ -101,16 +101,19 @@ func option(L *lua.LState, e *Exec, k, v lua.LValue) {
 		}
 		n := int(sig)
 		e.ResolvedSignal = &n
-	case "ignore_resolved", "notify_on_failure":
+	case "ignore_resolved", "notify_on_failure", "wait":
 		b, ok := v.(lua.LBool)
 		if !ok {
 			bad("a boolean")
 		}
 		val := bool(b)
-		if key == "ignore_resolved" {
+		switch key {
+		case "ignore_resolved":
 			e.IgnoreResolved = &val
-		} else {
+		case "notify_on_failure":
 			e.NotifyOnFailure = &val
+		default:
+			e.Wait = &val
 		}
 	case "timeout":
 		var d time.Duration

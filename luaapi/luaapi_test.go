@@ -153,6 +153,7 @@ func TestScriptErrors(t *testing.T) {
 		{"exec{'a', max = -1}", "rule.lua:1: bad argument #1 to exec (option max: want a non-negative integer, got number)"},
 		{"exec{'a', resolved_signal = 'SIGNOPE'}", "rule.lua:1: bad argument #1 to exec (option resolved_signal: want a signal name or number, got string)"},
 		{"exec{'a', bogus = 1}", "rule.lua:1: bad argument #1 to exec (unknown option bogus)"},
+		{"exec{'a', wait = 'no'}", "rule.lua:1: bad argument #1 to exec (option wait: want a boolean, got string)"},
 		{"exec{'a', [7] = 'x'}", "rule.lua:1: bad argument #1 to exec (unexpected key 7)"},
 		{"exec('a', 'b\\0c')", "rule.lua:1: bad argument #2 to exec (argument contains a NUL byte)"},
 		{"env('AMX_STATUS', 'x')", "rule.lua:1: bad argument #1 to env (AMX_STATUS: AMX_ names are reserved for amx)"},

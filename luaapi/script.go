@@ -91,6 +91,7 @@ type Exec struct {
 	NotifyOnFailure *bool
 	Timeout         *time.Duration
 	Stdin           *string
+	Wait            *bool
 	// Line is where exec() was called, for explanations.
 	Line int
 }

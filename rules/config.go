@@ -91,6 +91,10 @@ type Process struct {
 	// KillAfter escalates a resolved signal the process survives to
 	// SIGKILL after this long; zero never does.
 	KillAfter time.Duration
+	// NoWait (wait: false) answers the notification once the process has
+	// started instead of when it ends.
+	NoWait  bool
+	waitSet bool // wait given here, not taken from the configuration's default
 }
 
 // DefaultKillAfter is how long a process may outlive its resolved signal.
@@ -247,6 +251,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 	d := &decoder{file: file, read: read}
 	var maxBody int64
 	var tlsNode, certNode, keyNode, caNode *yaml.Node
+	wait := true // the old executor answered when its commands ended
 	d.mapping(doc.Content[0], "", map[string]field{
 		"listen_address": func(n *yaml.Node, p string) { d.str(n, p, &cfg.ListenAddress) },
 		"verbose":        func(n *yaml.Node, p string) { d.boolean(n, p, &cfg.Verbose) },
@@ -280,6 +285,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 			})
 		},
 		"auth": func(n *yaml.Node, p string) { cfg.Auth, caNode = d.auth(n, p, cfg.Dir()) },
+		"wait": func(n *yaml.Node, p string) { d.boolean(n, p, &wait) },
 		"lua": func(n *yaml.Node, p string) {
 			d.mapping(n, p, map[string]field{
 				"timeout": func(n *yaml.Node, p string) {
@@ -297,6 +303,16 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 		d.errorf(tlsNode, "tls_crt", "tls_crt and tls_key must be given together")
 	case cfg.TLSCert != "":
 		cfg.Certificate = d.certificate(cfg.TLSCert, cfg.TLSKey, certNode, keyNode)
+	}
+	for _, c := range cfg.Set.Commands {
+		if !c.waitSet {
+			c.NoWait = !wait
+		}
+	}
+	for _, r := range cfg.Set.Routes {
+		if !r.waitSet {
+			r.NoWait = !wait
+		}
 	}
 	if cfg.Auth != nil && cfg.Auth.ClientCAs != nil && cfg.TLSCert == "" {
 		d.errorf(caNode, "auth.client_ca_file", "client certificates need TLS: set tls_crt and tls_key")
@@ -351,6 +367,11 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 	fields["ignore_resolved"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.IgnoreResolved) }
 	fields["timeout"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Timeout) }
 	fields["kill_after"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.KillAfter) }
+	fields["wait"] = func(n *yaml.Node, path string) {
+		wait := !p.NoWait
+		d.boolean(n, path, &wait)
+		p.NoWait, p.waitSet = !wait, true
+	}
 	fields["resolved_signal"] = func(n *yaml.Node, path string) { d.signal(n, path, &p.ResolvedSignal) }
 	fields["stdin"] = func(n *yaml.Node, path string) {
 		var v string

@@ -261,3 +261,38 @@ func TestLoadRefusesHugeFiles(t *testing.T) {
 		t.Errorf("err = %v\nwant %s", err, want)
 	}
 }
+
+// TestWaitDefault: a top-level wait is the default of every command and
+// route that does not set its own, wherever it stands in the file.
+func TestWaitDefault(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "amx.yml")
+	config := `commands:
+  - cmd: a
+  - cmd: b
+    wait: true
+routes:
+  - name: r
+    lua: exec("x")
+  - name: s
+    wait: yes
+    lua: exec("x")
+wait: false
+`
+	if err := os.WriteFile(f, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Source{File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, r := cfg.Set.Commands, cfg.Set.Routes
+	if !c[0].NoWait || c[1].NoWait || !r[0].NoWait || r[1].NoWait {
+		t.Errorf("NoWait: commands %v %v, routes %v %v; want true false true false", c[0].NoWait, c[1].NoWait, r[0].NoWait, r[1].NoWait)
+	}
+	if err := os.WriteFile(f, []byte("commands:\n  - cmd: a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := Load(Source{File: f}); err != nil || cfg.Set.Commands[0].NoWait {
+		t.Errorf("without wait, commands are waited for, as before: %v", err)
+	}
+}

@@ -53,6 +53,9 @@ type Action struct {
 	// KillAfter escalates a resolved signal the process group survives to
 	// SIGKILL after this long; zero never does.
 	KillAfter time.Duration
+	// NoWait makes Run return as soon as the process has started: its end
+	// is logged and counted, but not reported in the Result.
+	NoWait bool
 }
 
 // Skip reasons, as the old executor labelled am_executor_skipped_total.
@@ -74,6 +77,9 @@ type Result struct {
 	// was ended by a signal.
 	ExitCode int
 	Duration time.Duration
+	// Started is set for a NoWait action that started; the rest of the
+	// Result is then unknown.
+	Started bool
 }
 
 // Metrics are the collectors the runner updates. Nil fields are replaced by
@@ -156,7 +162,11 @@ func (r *Runner) Run(actions []Action) []Result {
 		procs[i], results[i] = r.start(&actions[i])
 	}
 	for i, p := range procs {
-		if p != nil {
+		switch {
+		case p == nil:
+		case p.action.NoWait:
+			results[i] = Result{Action: p.action, Pid: p.getPid(), ExitCode: -1, Started: true}
+		default:
 			<-p.done
 			results[i] = p.result
 		}
