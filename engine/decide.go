@@ -6,7 +6,12 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -32,6 +37,13 @@ type Plan struct {
 	// the environment. Then every action gets the whole notification in
 	// AMX_PAYLOAD_FILE instead.
 	EnvCut int
+	// Occurrences identify, for each action, what it runs for, so that a
+	// re-sent notification does not run what already succeeded: a
+	// classic command runs for the notification's alerts as they are (a
+	// group that changed is a new occurrence), a route's action for its
+	// alert (fingerprint, startsAt, status). A `once` action runs for its
+	// alert's fingerprint and startsAt. Empty is never skipped.
+	Occurrences []string
 }
 
 // Skip is a rule that did not produce an action, and why.
@@ -56,6 +68,8 @@ type RouteError struct {
 const (
 	SkipNoMatch = "nomatch"
 	SkipLua     = "lua" // a script called skip()
+	// SkipDuplicate: the action already succeeded for this occurrence.
+	SkipDuplicate = "duplicate"
 )
 
 // Decide returns the Plan for a notification under a set of rules. It runs
@@ -103,6 +117,7 @@ type decision struct {
 	notif *luaapi.Notification // the notification as scripts see it
 	// dropped holds plan.EnvDropped, to list each once.
 	dropped map[string]bool
+	digest  string // of the notification, once needed
 }
 
 func (d *decision) classicEnv() []string {
@@ -112,6 +127,41 @@ func (d *decision) classicEnv() []string {
 		d.drop(w.dropped)
 	}
 	return d.env
+}
+
+// notificationDigest identifies the notification's alerts as they are:
+// the same alerts, started at the same times, in the same states.
+func (d *decision) notificationDigest() string {
+	if d.digest == "" {
+		h := sha256.New()
+		io.WriteString(h, d.msg.Status)
+		for i := range d.msg.Alerts {
+			a := &d.msg.Alerts[i]
+			fmt.Fprintf(h, "\x00%s\x00%d\x00%s", a.Fingerprint, a.StartsAt.UnixNano(), a.Status)
+		}
+		d.digest = hex.EncodeToString(h.Sum(nil)[:16])
+	}
+	return d.digest
+}
+
+// onceKey is the occurrence of a once action: its alert's fingerprint,
+// start and status, whatever the notification around it. Without an alert
+// or a fingerprint there is no occurrence to count.
+func onceKey(a *Alert, actionKey string) string {
+	if a == nil || a.Fingerprint == "" {
+		return ""
+	}
+	return "o\x00" + a.Fingerprint + "\x00" + strconv.FormatInt(a.StartsAt.UnixNano(), 10) + "\x00" + a.Status + "\x00" + actionKey
+}
+
+// alertOf is the notification's alert with the fingerprint, nil without.
+func alertOf(m *Message, fingerprint string) *Alert {
+	for i := range m.Alerts {
+		if fingerprint != "" && m.Alerts[i].Fingerprint == fingerprint {
+			return &m.Alerts[i]
+		}
+	}
+	return nil
 }
 
 // drop notes variables left out of an environment, each once.
@@ -141,6 +191,11 @@ func (d *decision) commands(set *rules.Set) {
 		act.Key = commandKey(c)
 		act.Cmd, act.Args, act.Env = c.Cmd, c.Args, d.classicEnv()
 		d.plan.Actions = append(d.plan.Actions, act)
+		occurrence := "n\x00" + d.notificationDigest() + "\x00" + act.Key
+		if c.Once {
+			occurrence = onceKey(alertOf(m, act.Fingerprint), act.Key)
+		}
+		d.plan.Occurrences = append(d.plan.Occurrences, occurrence)
 	}
 }
 
@@ -170,7 +225,16 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 				env := routeEnv(d.classicEnv(), route.Name, a, res.Env)
 				d.drop(env.dropped)
 				for _, e := range res.Execs {
-					d.plan.Actions = append(d.plan.Actions, routeAction(route, a, e, env.env))
+					act := routeAction(route, a, e, env.env)
+					d.plan.Actions = append(d.plan.Actions, act)
+					occurrence := ""
+					switch {
+					case route.Once:
+						occurrence = onceKey(a, act.Key)
+					case a.Fingerprint != "":
+						occurrence = "a\x00" + a.Fingerprint + "\x00" + strconv.FormatInt(a.StartsAt.UnixNano(), 10) + "\x00" + a.Status + "\x00" + act.Key
+					}
+					d.plan.Occurrences = append(d.plan.Occurrences, occurrence)
 				}
 			}
 		}

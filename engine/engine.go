@@ -33,6 +33,8 @@ type Engine struct {
 	auth    atomic.Pointer[rules.Auth]
 	ready   atomic.Bool
 	record  *Recorder // nil when not recording
+	// done remembers what succeeded, against Alertmanager's re-sends.
+	done memory
 
 	reload reloader
 }
@@ -60,6 +62,7 @@ func New(opts Options) *Engine {
 		m:      m,
 		run:    runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
 		record: opts.Record,
+		done:   memory{max: defaultMemoryMax},
 	}
 	e.reload.src, e.reload.level = opts.Source, opts.Level
 	e.reload.listen, e.reload.tls = opts.Config.ListenAddress, opts.Config.Certificate != nil
@@ -193,7 +196,23 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	// notification must not outlive it, while the actions planned now (a
 	// route's cleanup for that alert, say) must not be hit by the signal.
 	e.run.Resolve(plan.Resolved)
-	for _, res := range e.run.Run(plan.Actions) {
+	e.done.resolved(plan.Resolved)
+	// What already succeeded for the same occurrence is not run again: a
+	// retry after a partial failure runs only what failed.
+	now := time.Now()
+	var actions []runner.Action
+	var occurrences []string
+	for i, act := range plan.Actions {
+		if !e.done.claim(plan.Occurrences[i], now) {
+			e.m.skipped.WithLabelValues(SkipDuplicate).Inc()
+			e.log.Info("skipped: already ran for this occurrence", "name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint)
+			continue
+		}
+		actions = append(actions, act)
+		occurrences = append(occurrences, plan.Occurrences[i])
+	}
+	for i, res := range e.run.Run(actions) {
+		e.done.settle(occurrences[i], res.Err == nil && res.Skipped == "", time.Now())
 		// A start refused because amx is stopping is amx's failure, not
 		// the command's: a retry reaches the restarted amx.
 		if res.Err != nil && (res.Action.NotifyOnFailure || errors.Is(res.Err, runner.ErrShuttingDown)) {

@@ -73,6 +73,7 @@ func (e *Engine) apply(cfg *rules.Config, r *Rules) {
 	e.rules.Store(r)
 	e.maxBody.Store(cfg.MaxBodyBytes)
 	e.auth.Store(cfg.Auth)
+	e.done.setWindow(cfg.DedupeWindow)
 	if cfg.Certificate != nil && rl.tls {
 		e.cert.Store(cfg.Certificate)
 	}

@@ -206,7 +206,8 @@ func TestReloadEndpoint(t *testing.T) {
 func TestReloadKeepsProcesses(t *testing.T) {
 	dir := t.TempDir()
 	route := func(comment string) string {
-		return fmt.Sprintf(`routes:
+		return fmt.Sprintf(`dedupe_window: 0
+routes:
   - name: cleanup
     max: 1
     resolved_signal: SIGUSR1

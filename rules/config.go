@@ -20,6 +20,7 @@ const (
 	DefaultListenAddress = ":8080"
 	DefaultMaxBodyBytes  = 32 << 20
 	DefaultShutdownGrace = 10 * time.Second
+	DefaultDedupeWindow  = time.Hour
 	DefaultSignal        = syscall.SIGKILL
 	DefaultLuaTimeout    = 100 * time.Millisecond
 )
@@ -37,6 +38,9 @@ type Config struct {
 	// ShutdownGrace is how long running commands may go on after SIGTERM
 	// before their process groups are killed.
 	ShutdownGrace time.Duration
+	// DedupeWindow is how long an action that succeeded is not run again
+	// for the same notification or alert occurrence; zero never skips.
+	DedupeWindow time.Duration
 	// Certificate is the TLS certificate and key read from TLSCert and
 	// TLSKey; nil without TLS.
 	Certificate *tls.Certificate
@@ -91,6 +95,9 @@ type Process struct {
 	// KillAfter escalates a resolved signal the process survives to
 	// SIGKILL after this long; zero never does.
 	KillAfter time.Duration
+	// Once runs the process at most once per alert occurrence (the
+	// fingerprint and startsAt it is bound to) while amx runs.
+	Once bool
 	// NoWait (wait: false) answers the notification once the process has
 	// started instead of when it ends.
 	NoWait  bool
@@ -208,6 +215,7 @@ func load(src Source, read *sources) (*Config, error) {
 		ListenAddress: DefaultListenAddress,
 		MaxBodyBytes:  DefaultMaxBodyBytes,
 		ShutdownGrace: DefaultShutdownGrace,
+		DedupeWindow:  DefaultDedupeWindow,
 		Set:           &Set{LuaTimeout: DefaultLuaTimeout},
 	}
 	if src.File != "" {
@@ -258,6 +266,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 		"tls_key":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSKey); tlsNode, keyNode = n, n },
 		"tls_crt":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSCert); tlsNode, certNode = n, n },
 		"shutdown_grace": func(n *yaml.Node, p string) { d.duration(n, p, &cfg.ShutdownGrace) },
+		"dedupe_window":  func(n *yaml.Node, p string) { d.duration(n, p, &cfg.DedupeWindow) },
 		"max_body_bytes": func(n *yaml.Node, p string) {
 			d.integer(n, p, &maxBody)
 			if maxBody < 0 || (maxBody == 0 && !isNull(n)) {
@@ -367,6 +376,7 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 	fields["ignore_resolved"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.IgnoreResolved) }
 	fields["timeout"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Timeout) }
 	fields["kill_after"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.KillAfter) }
+	fields["once"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.Once) }
 	fields["wait"] = func(n *yaml.Node, path string) {
 		wait := !p.NoWait
 		d.boolean(n, path, &wait)
