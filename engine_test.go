@@ -764,42 +764,7 @@ commands:
 		}
 	}
 
-	amAddr := freeAddr(t)
-	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`
-route:
-  receiver: amx
-  group_by: [alertname]
-  group_wait: 100ms
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: amx
-    webhook_configs:
-      - url: http://%s/
-        send_resolved: true
-%s`, a.addr, amAuth))
-	am := exec.Command(bin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am-data"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
-	var amLogs bytes.Buffer
-	am.Stdout, am.Stderr = &amLogs, &amLogs
-	if err := am.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		am.Process.Kill()
-		am.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager logs:\n%s", amLogs.String())
-		}
-	})
-	runnertest.Eventually(t, "alertmanager ready", func() bool {
-		resp, err := http.Get("http://" + amAddr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	amAddr := startAlertmanager(t, bin, dir, a.addr, amAuth)
 
 	startsAt := time.Now().UTC()
 	postAlert := func(endsAt time.Time) {
@@ -811,10 +776,7 @@ receivers:
 		if !endsAt.IsZero() {
 			alert["endsAt"] = endsAt.Format(time.RFC3339Nano)
 		}
-		body, _ := json.Marshal([]any{alert})
-		if code, answer := post(t, nil, "http://"+amAddr+"/api/v2/alerts", string(body)); code != 200 {
-			t.Fatalf("post alert: %d %s", code, answer)
-		}
+		postAlerts(t, amAddr, alert)
 	}
 	postAlert(time.Time{})
 
@@ -883,4 +845,140 @@ func TestExampleAuth(t *testing.T) {
 	if !strings.Contains(string(out), "1 receivers") {
 		t.Errorf("amtool: %s", out)
 	}
+}
+
+// startAlertmanager runs a real Alertmanager that sends every alert to amx
+// at amxAddr, with http_config lines (indented for a webhook config) if
+// any, until the test ends, and returns its address.
+func startAlertmanager(t *testing.T, bin, dir, amxAddr, httpConfig string) string {
+	t.Helper()
+	amAddr := freeAddr(t)
+	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`
+route:
+  receiver: amx
+  group_by: [alertname]
+  group_wait: 100ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: amx
+    webhook_configs:
+      - url: http://%s/
+        send_resolved: true
+%s`, amxAddr, httpConfig))
+	am := exec.Command(bin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am-data"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
+	var amLogs bytes.Buffer
+	am.Stdout, am.Stderr = &amLogs, &amLogs
+	if err := am.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		am.Process.Kill()
+		am.Wait()
+		if t.Failed() {
+			t.Logf("alertmanager logs:\n%s", amLogs.String())
+		}
+	})
+	runnertest.Eventually(t, "alertmanager ready", func() bool {
+		resp, err := http.Get("http://" + amAddr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return amAddr
+}
+
+// postAlerts posts alerts to Alertmanager's API, as Prometheus would.
+func postAlerts(t *testing.T, amAddr string, alerts ...map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(alerts)
+	if code, answer := post(t, nil, "http://"+amAddr+"/api/v2/alerts", string(body)); code != 200 {
+		t.Fatalf("post alert: %d %s", code, answer)
+	}
+}
+
+// TestAlertmanagerRetry: amx fails a notification in part; the real
+// Alertmanager retries it, and only the command that failed runs again.
+func TestAlertmanagerRetry(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+commands:
+  - cmd: sh
+    args: ["-c", 'echo x >> "$0/steady"', %q]
+  - cmd: sh
+    args: ["-c", 'echo x >> "$0/flaky"; [ "$(wc -l < "$0/flaky")" -gt 1 ]', %[1]q]
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	amAddr := startAlertmanager(t, bin, dir, a.addr, "")
+	postAlerts(t, amAddr, map[string]any{"labels": map[string]string{"alertname": "AmxRetry", "instance": "host1"},
+		"startsAt": time.Now().UTC().Format(time.RFC3339Nano)})
+	runnertest.Eventually(t, "the retry answered 200", func() bool {
+		return metric(t, a, `am_executor_notifications_total{code="200",status="firing"}`) >= 1
+	})
+	if metric(t, a, `am_executor_notifications_total{code="500",status="firing"}`) < 1 {
+		t.Error("the first try did not fail")
+	}
+	read := func(name string) int {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return strings.Count(string(b), "x")
+	}
+	if s, f := read("steady"), read("flaky"); s != 1 || f != 2 {
+		t.Errorf("runs: steady %d, flaky %d; want 1 and 2", s, f)
+	}
+	if metric(t, a, `am_executor_skipped_total{reason="duplicate"}`) < 1 {
+		t.Error("the retry's skip of the steady command is not counted")
+	}
+}
+
+// TestAlertmanagerRestart: a notification Alertmanager sends while amx is
+// down is not lost: Alertmanager retries, and the restarted amx runs it.
+func TestAlertmanagerRestart(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+commands:
+  - cmd: sh
+    args: ["-c", 'echo "$AMX_ALERT_LEN" >> "$0/runs"', %q]
+`, dir))
+	first := startAmx(t, "-f", cfg, "-l", addr)
+	amAddr := startAlertmanager(t, bin, dir, addr, "")
+	alert := func(instance string) map[string]any {
+		return map[string]any{"labels": map[string]string{"alertname": "AmxRestart", "instance": instance},
+			"startsAt": time.Now().UTC().Format(time.RFC3339Nano)}
+	}
+	runs := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
+		return string(b)
+	}
+	postAlerts(t, amAddr, alert("host1"))
+	runnertest.Eventually(t, "the first notification ran", func() bool { return runs() == "1\n" })
+
+	first.cmd.Process.Signal(syscall.SIGTERM)
+	err := <-first.done
+	first.done <- err // for its cleanup
+	// The group changes while amx is down: Alertmanager's sends fail.
+	postAlerts(t, amAddr, alert("host2"))
+	runnertest.Eventually(t, "Alertmanager failed to send while amx was down", func() bool {
+		resp, err := http.Get("http://" + amAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		s := bufio.NewScanner(resp.Body)
+		for s.Scan() {
+			if v, ok := strings.CutPrefix(s.Text(), `alertmanager_notifications_failed_total{integration="webhook"} `); ok {
+				return v != "0"
+			}
+		}
+		return false
+	})
+	startAmx(t, "-f", cfg, "-l", addr)
+	runnertest.Eventually(t, "the notification sent while amx was down ran after the restart", func() bool {
+		return strings.HasPrefix(runs(), "1\n2\n")
+	})
 }
