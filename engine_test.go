@@ -982,3 +982,130 @@ commands:
 		return strings.HasPrefix(runs(), "1\n2\n")
 	})
 }
+
+// TestLoadAndLeaks sends 10,000 notifications over 100 connections, in two
+// rounds: mixed firing and resolved, one in ten with a failing command,
+// one in ten for a long command capped by max. Every answer is the one
+// expected, max holds exactly, and after each round the server is back to
+// its goroutines and file descriptors, its memory not growing round on
+// round.
+func TestLoadAndLeaks(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+dedupe_window: 0   # every notification is new: max alone decides
+commands:
+  - cmd: "true"
+    match_labels: {kind: ok}
+  - cmd: "false"
+    match_labels: {kind: fail}
+  - cmd: sh
+    args: ["-c", 'echo $$ >> "$0/long"; exec sleep 1000', %q]
+    match_labels: {kind: long}
+    max: 2
+    wait: false
+    resolved_signal: SIGKILL
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	pid := a.cmd.Process.Pid
+	url := "http://" + a.addr + "/"
+	notification := func(i int) (body string, want int) {
+		kind, status, fp := "ok", "firing", fmt.Sprintf("%016x", i)
+		switch i % 10 {
+		case 0:
+			kind, want = "fail", 500
+		case 1:
+			status = "resolved"
+		case 2:
+			kind, fp = "long", "000000000000long"
+		}
+		if want == 0 {
+			want = 200
+		}
+		return fmt.Sprintf(`{"status":%q,"alerts":[{"status":%[1]q,"fingerprint":%q,"labels":{"kind":%q}}],"commonLabels":{"kind":%[3]q}}`,
+			status, fp, kind), want
+	}
+	client := &http.Client{Timeout: deadline, Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	round := func(from, to int) {
+		jobs := make(chan int)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wrong := 0
+		for range 100 {
+			wg.Go(func() {
+				for i := range jobs {
+					body, want := notification(i)
+					if got := tryPost(client, url, body); got.code != want {
+						mu.Lock()
+						if wrong++; wrong <= 5 {
+							t.Errorf("notification %d: %d %q, want %d", i, got.code, got.body, want)
+						}
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		for i := from; i < to; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		client.CloseIdleConnections()
+	}
+	status := func(field string) int {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				n, _ := strconv.Atoi(strings.Fields(v)[0])
+				return n
+			}
+		}
+		t.Fatalf("no %s", field)
+		return 0
+	}
+	fds := func() int {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	settled := func(what string, goroutines, files int) {
+		t.Helper()
+		runnertest.Eventually(t, what, func() bool {
+			return metric(t, a, "go_goroutines") <= float64(goroutines) && fds() <= files
+		})
+	}
+	goroutines0, fds0 := int(metric(t, a, "go_goroutines")), fds()
+
+	round(0, 5000)
+	long := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "long"))
+		return strings.Count(string(b), "\n")
+	}
+	if n := long(); n != 2 {
+		t.Errorf("%d long processes started, want max = 2", n)
+	}
+	if got := metric(t, a, `am_executor_skipped_total{reason="fingerover"}`); got != 500-2 {
+		t.Errorf("skipped by max: %v, want 498", got)
+	}
+	// The two long processes hold a wait goroutine and two output readers
+	// each; resolve them, and everything is back where it started.
+	post(t, nil, url, `{"status":"resolved","alerts":[{"status":"resolved","fingerprint":"000000000000long","labels":{"kind":"long"}}]}`)
+	settled("back to the goroutines and files before the load", goroutines0+2, fds0+2)
+	rss1 := status("VmRSS")
+
+	round(5000, 10000)
+	post(t, nil, url, `{"status":"resolved","alerts":[{"status":"resolved","fingerprint":"000000000000long","labels":{"kind":"long"}}]}`)
+	settled("back again after the second round", goroutines0+2, fds0+2)
+	rss2 := status("VmRSS")
+	t.Logf("goroutines %d, fds %d before; RSS %d kB after round 1, %d kB after round 2", goroutines0, fds0, rss1, rss2)
+	if rss2 > rss1+rss1/5+4096 {
+		t.Errorf("RSS grew from %d to %d kB between two equal rounds", rss1, rss2)
+	}
+	if n := long(); n != 4 {
+		t.Errorf("%d long processes over both rounds, want 4", n)
+	}
+}
