@@ -207,6 +207,12 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 		err := cmd.Wait()
 		p.markExited()
 		removePayload()
+		if errors.Is(err, exec.ErrWaitDelay) {
+			// The command succeeded; a process it left behind still holds
+			// its output, which amx stops reading rather than wait for.
+			log.Warn("output still held open by a process the command left running; no longer read", "pid", pid)
+			err = nil
+		}
 		stdout.flush()
 		stderr.flush()
 		took := time.Since(begin)

@@ -216,6 +216,27 @@ func TestNoFingerprint(t *testing.T) {
 	}
 }
 
+// TestGrandchildHoldsOutput: a command that exits and leaves a background
+// process holding its stdout ends after the grace (WaitDelay), a success,
+// instead of waiting for the background process.
+func TestGrandchildHoldsOutput(t *testing.T) {
+	var logs bytes.Buffer
+	r, _ := newRunner(t, &logs)
+	dir := t.TempDir()
+	res := r.Run([]Action{{Name: "leaves", Cmd: "sh", Args: []string{"-c", `sleep 1000 & echo $! > "$0/bg"; echo started`, dir}}})[0]
+	bg := runnertest.ReadInt(t, filepath.Join(dir, "bg"))
+	defer syscall.Kill(bg, syscall.SIGKILL)
+	if res.Err != nil || res.ExitCode != 0 {
+		t.Errorf("want a success, got %+v", res)
+	}
+	if runnertest.Gone(bg) {
+		t.Error("the background process is gone: the test shows nothing")
+	}
+	if !strings.Contains(logs.String(), "output still held open") || !strings.Contains(logs.String(), "line=started") {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+}
+
 // TestKillAfter: a process group that ignores its resolved signal is
 // killed kill_after later; without kill_after it is left running.
 func TestKillAfter(t *testing.T) {
