@@ -1109,3 +1109,50 @@ commands:
 		t.Errorf("%d long processes over both rounds, want 4", n)
 	}
 }
+
+// TestFiftyThousandAlerts: a 50,000-alert group of about 50 MB runs its
+// command (the old executor failed from 5,000 alerts with "argument list
+// too long"), which finds every alert in AMX_PAYLOAD_FILE, and amx's
+// memory stays under 200 MB.
+func TestFiftyThousandAlerts(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+max_body_bytes: 1073741824
+commands:
+  - cmd: sh
+    args: ["-c", 'echo "$AMX_ALERT_LEN $AMX_ALERTS_TRUNCATED $(wc -c < "$AMX_PAYLOAD_FILE")" > "$0/seen"', %q]
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	var b strings.Builder
+	b.WriteString(`{"status":"firing","receiver":"amx","groupKey":"{}:{alertname=\"DiskFull\"}","alerts":[`)
+	for i := range 50000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"status":"firing","fingerprint":"%016x","startsAt":"2026-11-25T10:00:00Z","generatorURL":"http://prometheus:9090/graph",`+
+			`"labels":{"alertname":"DiskFull","instance":"host-%06d:9100","job":"node","device":"/dev/sda1","mountpoint":"/","severity":"warning","team":"storage"},`+
+			`"annotations":{"summary":"Disk / on host-%06d is 95%% full","description":"%s"}}`, i, i, i, strings.Repeat("x", 640))
+	}
+	b.WriteString(`]}`)
+	body := b.String()
+	if code, answer := post(t, nil, "http://"+a.addr+"/", body); code != 200 {
+		t.Fatalf("%d %q", code, answer)
+	}
+	seen, _ := os.ReadFile(filepath.Join(dir, "seen"))
+	if want := fmt.Sprintf("50000 1 %d\n", len(body)); string(seen) != want {
+		t.Errorf("the command saw %q, want %q", seen, want)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.Fields(v)[0])
+			t.Logf("%.1f MB of JSON; amx peak RSS %d MB", float64(len(body))/1e6, kb/1024)
+			if kb > 200<<10 {
+				t.Errorf("peak RSS %d MB, want at most 200", kb/1024)
+			}
+		}
+	}
+}
