@@ -758,6 +758,9 @@ commands:
     resolved_signal: SIGUSR1
 `, trapScript, dir))
 	a := startAmx(t, "-f", cfg)
+	if none := strings.Contains(a.Logs(), " auth=none "); none != (amxAuth == "") {
+		t.Errorf("the listening line misreports auth:\n%s", a.Logs())
+	}
 	if amxAuth != "" {
 		if code, answer := post(t, nil, "http://"+a.addr+"/", `{"status":"firing","alerts":[{"labels":{"a":"b"}}]}`); code != 401 {
 			t.Fatalf("a notification without credentials: %d %q, want 401", code, answer)

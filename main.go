@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		routes[i] = r.Name
 	}
 	log.Info("listening", "address", ln.Addr().String(), "tls", cfg.TLSCert != "", "config", cfg.File,
-		"commands", commands, "routes", routes, "watch", *watch && cfg.File != "")
+		"auth", cfg.Auth.Kinds(), "commands", commands, "routes", routes, "watch", *watch && cfg.File != "")
 	var record *engine.Recorder
 	if *recordDir != "" {
 		if record, err = engine.NewRecorder(*recordDir, *recordMax); err != nil {

@@ -30,6 +30,25 @@ func (a *Auth) Enabled() bool {
 	return a != nil && (a.Username != "" || a.Token != "")
 }
 
+// Kinds names the checks in force, for the log: "basic", "bearer" and
+// "client-certificate", or "none".
+func (a *Auth) Kinds() string {
+	var kinds []string
+	if a != nil && a.Username != "" {
+		kinds = append(kinds, "basic")
+	}
+	if a != nil && a.Token != "" {
+		kinds = append(kinds, "bearer")
+	}
+	if a != nil && a.ClientCAs != nil {
+		kinds = append(kinds, "client-certificate")
+	}
+	if kinds == nil {
+		return "none"
+	}
+	return strings.Join(kinds, ",")
+}
+
 // auth decodes the auth section. Relative file paths resolve against the
 // configuration's directory.
 // It also returns the client_ca_file node, for the check that TLS is on.
