@@ -139,8 +139,9 @@ func (b *bench) run() error {
 	configs := map[string]string{
 		classic: "commands:\n  - cmd: /bin/true\n    match_labels: {alertname: NoSuchAlert}\n",
 		luaSkip: "routes:\n  - name: skip\n    lua: skip('bench')\n",
-		// max 0: every notification runs it, as /bin/true in the raw loop.
-		spawnTrue: "commands:\n  - cmd: /bin/true\n",
+		// Every notification runs it, as /bin/true in the raw loop: no max,
+		// and no skipping of the (identical) re-sends as duplicates.
+		spawnTrue: "dedupe_window: 0\ncommands:\n  - cmd: /bin/true\n",
 	}
 	for name, c := range configs {
 		if err := writeFile(filepath.Join(dir, name+".yml"), c); err != nil {
