@@ -86,8 +86,8 @@ func printActions(w io.Writer, plan engine.Plan, name, fingerprint string, env b
 		}
 		n++
 		fmt.Fprintf(w, "    exec: %s %q\n", a.Cmd, a.Args)
-		fmt.Fprintf(w, "      fingerprint=%s max=%d resolved_signal=%s ignore_resolved=%t notify_on_failure=%t timeout=%s\n",
-			orNone(a.Fingerprint), a.Max, signalName(a), a.IgnoreResolved, a.NotifyOnFailure, a.Timeout)
+		fmt.Fprintf(w, "      fingerprint=%s max=%d resolved_signal=%s ignore_resolved=%t notify_on_failure=%t timeout=%s%s\n",
+			orNone(a.Fingerprint), a.Max, signalName(a), a.IgnoreResolved, a.NotifyOnFailure, a.Timeout, extras(a))
 		for _, kv := range a.Env {
 			if env || !strings.HasPrefix(kv, "AMX_") {
 				fmt.Fprintf(w, "      %s\n", kv)
@@ -95,6 +95,22 @@ func printActions(w io.Writer, plan engine.Plan, name, fingerprint string, env b
 		}
 	}
 	return n
+}
+
+// extras are the settings an action has only when they differ from the
+// default, so that the common line stays short.
+func extras(a runner.Action) string {
+	var b strings.Builder
+	if a.NoWait {
+		b.WriteString(" wait=false")
+	}
+	if a.PayloadStdin {
+		b.WriteString(" stdin=payload")
+	}
+	if a.KillAfter != rules.DefaultKillAfter && a.Signal != 0 && a.Signal != rules.DefaultSignal {
+		fmt.Fprintf(&b, " kill_after=%s", a.KillAfter)
+	}
+	return b.String()
 }
 
 func signalName(a runner.Action) string {

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/amx-dev/amx/engine"
 	"github.com/amx-dev/amx/rules"
+	"github.com/amx-dev/amx/runner"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -169,5 +171,25 @@ func TestExplain(t *testing.T) {
 	Explain(&out, r, m, true)
 	if !strings.Contains(out.String(), "      AMX_ALERT_LEN=2\n") {
 		t.Errorf("--env does not print the AMX_* environment:\n%s", out.String())
+	}
+}
+
+// TestExplainExtras: explain shows the settings that differ from the
+// defaults: wait, stdin and kill_after.
+func TestExplainExtras(t *testing.T) {
+	var b strings.Builder
+	plan := engine.Plan{Actions: []runner.Action{
+		{Name: "plain", Cmd: "a"},
+		{Name: "extra", Cmd: "b", NoWait: true, PayloadStdin: true, Signal: syscall.SIGTERM, KillAfter: 0},
+	}}
+	printActions(&b, plan, "plain", "", false)
+	printActions(&b, plan, "extra", "", false)
+	want := `    exec: a []
+      fingerprint=(none) max=0 resolved_signal=SIGKILL ignore_resolved=false notify_on_failure=false timeout=0s
+    exec: b []
+      fingerprint=(none) max=0 resolved_signal=SIGTERM ignore_resolved=false notify_on_failure=false timeout=0s wait=false stdin=payload kill_after=0s
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
