@@ -42,8 +42,19 @@ type Plan struct {
 	// classic command runs for the notification's alerts as they are (a
 	// group that changed is a new occurrence), a route's action for its
 	// alert (fingerprint, startsAt, status). A `once` action runs for its
-	// alert's fingerprint and startsAt. Empty is never skipped.
-	Occurrences []string
+	// alert's fingerprint and startsAt.
+	Occurrences []Occurrence
+}
+
+// Occurrence is what one action runs for. A zero Occurrence is never
+// remembered.
+type Occurrence struct {
+	Key string
+	// Once keeps a success for as long as amx runs; Fingerprint and Firing
+	// let the alert's resolve forget it.
+	Once        bool
+	Fingerprint string
+	Firing      bool
 }
 
 // Skip is a rule that did not produce an action, and why.
@@ -144,14 +155,23 @@ func (d *decision) notificationDigest() string {
 	return d.digest
 }
 
-// onceKey is the occurrence of a once action: its alert's fingerprint,
-// start and status, whatever the notification around it. Without an alert
-// or a fingerprint there is no occurrence to count.
-func onceKey(a *Alert, actionKey string) string {
+// alertOccurrence is the occurrence of an action for one alert: its
+// fingerprint, start and status, whatever the notification around it.
+// Without an alert or a fingerprint there is no occurrence to count.
+func alertOccurrence(a *Alert, actionKey string, once bool) Occurrence {
 	if a == nil || a.Fingerprint == "" {
-		return ""
+		return Occurrence{}
 	}
-	return "o\x00" + a.Fingerprint + "\x00" + strconv.FormatInt(a.StartsAt.UnixNano(), 10) + "\x00" + a.Status + "\x00" + actionKey
+	kind := "a\x00"
+	if once {
+		kind = "o\x00"
+	}
+	return Occurrence{
+		Key:         kind + a.Fingerprint + "\x00" + strconv.FormatInt(a.StartsAt.UnixNano(), 10) + "\x00" + a.Status + "\x00" + actionKey,
+		Once:        once,
+		Fingerprint: a.Fingerprint,
+		Firing:      !a.Resolved(),
+	}
 }
 
 // alertOf is the notification's alert with the fingerprint, nil without.
@@ -191,9 +211,9 @@ func (d *decision) commands(set *rules.Set) {
 		act.Key = commandKey(c)
 		act.Cmd, act.Args, act.Env = c.Cmd, c.Args, d.classicEnv()
 		d.plan.Actions = append(d.plan.Actions, act)
-		occurrence := "n\x00" + d.notificationDigest() + "\x00" + act.Key
+		occurrence := Occurrence{Key: "n\x00" + d.notificationDigest() + "\x00" + act.Key}
 		if c.Once {
-			occurrence = onceKey(alertOf(m, act.Fingerprint), act.Key)
+			occurrence = alertOccurrence(alertOf(m, act.Fingerprint), act.Key, true)
 		}
 		d.plan.Occurrences = append(d.plan.Occurrences, occurrence)
 	}
@@ -227,14 +247,7 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 				for _, e := range res.Execs {
 					act := routeAction(route, a, e, env.env)
 					d.plan.Actions = append(d.plan.Actions, act)
-					occurrence := ""
-					switch {
-					case route.Once:
-						occurrence = onceKey(a, act.Key)
-					case a.Fingerprint != "":
-						occurrence = "a\x00" + a.Fingerprint + "\x00" + strconv.FormatInt(a.StartsAt.UnixNano(), 10) + "\x00" + a.Status + "\x00" + act.Key
-					}
-					d.plan.Occurrences = append(d.plan.Occurrences, occurrence)
+					d.plan.Occurrences = append(d.plan.Occurrences, alertOccurrence(a, act.Key, route.Once))
 				}
 			}
 		}

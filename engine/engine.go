@@ -201,7 +201,7 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	// retry after a partial failure runs only what failed.
 	now := time.Now()
 	var actions []runner.Action
-	var occurrences []string
+	var occurrences []Occurrence
 	for i, act := range plan.Actions {
 		if !e.done.claim(plan.Occurrences[i], now) {
 			e.m.skipped.WithLabelValues(SkipDuplicate).Inc()

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -39,45 +38,44 @@ type queued struct {
 // defaultMemoryMax bounds what memory holds: about 200 bytes an entry.
 const defaultMemoryMax = 100_000
 
-// claim reports whether the occurrence key may run now, and if so marks it
+// claim reports whether the occurrence may run now, and if so marks it
 // running, so that a copy of the notification arriving meanwhile is a
-// duplicate. An empty key is never remembered.
-func (m *memory) claim(key string, now time.Time) bool {
-	if key == "" {
+// duplicate. A zero occurrence is never remembered.
+func (m *memory) claim(o Occurrence, now time.Time) bool {
+	if o.Key == "" {
 		return true
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, _, once := onceParts(key); m.window <= 0 && !once {
+	if m.window <= 0 && !o.Once {
 		return true
 	}
-	if e, ok := m.entries[key]; ok && (e.pending || e.once || now.Sub(e.at) < m.window) {
+	if e, ok := m.entries[o.Key]; ok && (e.pending || e.once || now.Sub(e.at) < m.window) {
 		return false
 	}
-	m.put(key, entry{at: now, pending: true}, now)
+	m.put(o.Key, entry{at: now, pending: true}, now)
 	return true
 }
 
 // settle records how a claimed occurrence went: a success is remembered
-// (for good when it is a once occurrence, see onceKey), a failure
-// forgotten so that a retry runs it.
-func (m *memory) settle(key string, ok bool, now time.Time) {
-	if key == "" {
+// (for good when it is a once occurrence), a failure forgotten so that a
+// retry runs it.
+func (m *memory) settle(o Occurrence, ok bool, now time.Time) {
+	if o.Key == "" {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fingerprint, firing, once := onceParts(key)
-	if !ok || (m.window <= 0 && !once) {
-		delete(m.entries, key)
+	if !ok || (m.window <= 0 && !o.Once) {
+		delete(m.entries, o.Key)
 		return
 	}
-	m.put(key, entry{at: now, once: once}, now)
-	if once && firing {
+	m.put(o.Key, entry{at: now, once: o.Once}, now)
+	if o.Once && o.Firing {
 		if m.firingOnce == nil {
 			m.firingOnce = make(map[string][]string)
 		}
-		m.firingOnce[fingerprint] = append(m.firingOnce[fingerprint], key)
+		m.firingOnce[o.Fingerprint] = append(m.firingOnce[o.Fingerprint], o.Key)
 	}
 }
 
@@ -93,16 +91,6 @@ func (m *memory) resolved(fingerprints []string) {
 		}
 		delete(m.firingOnce, fp)
 	}
-}
-
-// onceParts reads a once key's fingerprint and whether it is for a firing
-// alert.
-func onceParts(key string) (fingerprint string, firing, once bool) {
-	parts := strings.SplitN(key, "\x00", 5)
-	if len(parts) < 5 || parts[0] != "o" {
-		return "", false, false
-	}
-	return parts[1], parts[3] == StatusFiring, true
 }
 
 func (m *memory) put(key string, e entry, now time.Time) {

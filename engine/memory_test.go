@@ -15,27 +15,28 @@ import (
 func TestMemory(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	m := &memory{window: time.Hour, max: 1000}
-	if !m.claim("k", t0) || m.claim("k", t0) {
+	k := Occurrence{Key: "k"}
+	if !m.claim(k, t0) || m.claim(k, t0) {
 		t.Fatal("a claimed occurrence must be a duplicate while it runs")
 	}
-	m.settle("k", true, t0)
-	if m.claim("k", t0.Add(59*time.Minute)) {
+	m.settle(k, true, t0)
+	if m.claim(k, t0.Add(59*time.Minute)) {
 		t.Error("a success within the window ran again")
 	}
-	if !m.claim("k", t0.Add(61*time.Minute)) {
+	if !m.claim(k, t0.Add(61*time.Minute)) {
 		t.Error("a success past the window is still remembered")
 	}
-	m.settle("k", false, t0)
-	if !m.claim("k", t0) {
+	m.settle(k, false, t0)
+	if !m.claim(k, t0) {
 		t.Error("a failure must run again on retry")
 	}
-	if !m.claim("", t0) || !m.claim("", t0) {
+	if !m.claim(Occurrence{}, t0) || !m.claim(Occurrence{}, t0) {
 		t.Error("an empty occurrence is never a duplicate")
 	}
 
-	once := onceKey(&Alert{Fingerprint: "fp", StartsAt: t0, Status: StatusFiring}, "cmd")
-	cleanup := onceKey(&Alert{Fingerprint: "fp", StartsAt: t0, Status: StatusResolved}, "cmd")
-	for _, k := range []string{once, cleanup} {
+	once := alertOccurrence(&Alert{Fingerprint: "fp", StartsAt: t0, Status: StatusFiring}, "cmd", true)
+	cleanup := alertOccurrence(&Alert{Fingerprint: "fp", StartsAt: t0, Status: StatusResolved}, "cmd", true)
+	for _, k := range []Occurrence{once, cleanup} {
 		m.claim(k, t0)
 		m.settle(k, true, t0)
 	}
@@ -51,22 +52,22 @@ func TestMemory(t *testing.T) {
 	}
 
 	off := &memory{max: 1000}
-	off.claim("k", t0)
-	off.settle("k", true, t0)
-	if !off.claim("k", t0) || !off.claim("k", t0) {
+	off.claim(k, t0)
+	off.settle(k, true, t0)
+	if !off.claim(k, t0) || !off.claim(k, t0) {
 		t.Error("with a zero window nothing but once is remembered")
 	}
 
 	small := &memory{window: time.Hour, max: 3}
 	for i := range 50 {
-		k := fmt.Sprint("k", i)
+		k := Occurrence{Key: fmt.Sprint("k", i)}
 		small.claim(k, t0)
 		small.settle(k, true, t0)
 	}
 	if n, q := len(small.entries), len(small.queue); n > 3 || q > 2*3+64 {
 		t.Errorf("%d entries and %d queued, want at most 3 and a bounded queue", n, q)
 	}
-	if small.claim("k49", t0) || !small.claim("k0", t0) {
+	if small.claim(Occurrence{Key: "k49"}, t0) || !small.claim(Occurrence{Key: "k0"}, t0) {
 		t.Error("the newest must be kept and the oldest dropped")
 	}
 }
