@@ -271,27 +271,28 @@ func (d *jsonDecoder) null() bool {
 	return false
 }
 
-// string reads a string value; null is the empty string.
-func (d *jsonDecoder) string() (string, error) {
+// stringBytes reads a string value; null is empty. The bytes may be the
+// input's own: the caller copies what it keeps.
+func (d *jsonDecoder) stringBytes() ([]byte, error) {
 	if d.null() {
-		return "", nil
+		return nil, nil
 	}
 	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-		return "", d.typeError("a string")
+		return nil, d.typeError("a string")
 	}
-	return d.quoted()
+	return d.quotedBytes()
+}
+
+// string reads a string value; null is the empty string.
+func (d *jsonDecoder) string() (string, error) {
+	b, err := d.stringBytes()
+	return string(b), err
 }
 
 // word reads a string value that is mostly one of a few (a status), without
 // a copy when it is.
 func (d *jsonDecoder) word() (string, error) {
-	if d.null() {
-		return "", nil
-	}
-	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-		return "", d.typeError("a string")
-	}
-	b, err := d.quotedBytes()
+	b, err := d.stringBytes()
 	return intern(b), err
 }
 
@@ -356,12 +357,6 @@ func (d *jsonDecoder) time() (time.Time, error) {
 		return t, d.errorf("want an RFC 3339 time, found %q", raw)
 	}
 	return t, nil
-}
-
-// quoted reads the string that starts at d.pos, a double quote.
-func (d *jsonDecoder) quoted() (string, error) {
-	b, err := d.quotedBytes()
-	return string(b), err
 }
 
 // quotedBytes reads the string that starts at d.pos, a double quote. The

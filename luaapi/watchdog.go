@@ -151,11 +151,7 @@ func cappedRep(rep lua.LValue) lua.LGFunction {
 		if n > 0 && len(s) > 0 && len(s) > maxRep/n {
 			L.RaiseError("string.rep: result longer than %d bytes", maxRep)
 		}
-		L.Push(rep)
-		L.Push(lua.LString(s))
-		L.Push(lua.LNumber(n))
-		L.Call(2, 1)
-		return 1
+		return forward(L, rep)
 	}
 }
 
