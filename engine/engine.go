@@ -197,8 +197,23 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	// route's cleanup for that alert, say) must not be hit by the signal.
 	e.run.Resolve(plan.Resolved)
 	e.done.resolved(plan.Resolved)
-	// What already succeeded for the same occurrence is not run again: a
-	// retry after a partial failure runs only what failed.
+	actions, occurrences := e.claim(plan)
+	for i, res := range e.run.Run(actions) {
+		e.done.settle(occurrences[i], res.Err == nil && res.Skipped == "", time.Now())
+		// A start refused because amx is stopping is amx's failure, not
+		// the command's: a retry reaches the restarted amx.
+		if res.Err != nil && (res.Action.NotifyOnFailure || errors.Is(res.Err, runner.ErrShuttingDown)) {
+			failures = append(failures, res.Action.Name+": "+res.Err.Error())
+		}
+	}
+	return failures
+}
+
+// claim returns the plan's actions that may run, with their occurrences:
+// what already succeeded for the same occurrence, or is running for it,
+// is skipped, so that a retry after a partial failure runs only what
+// failed.
+func (e *Engine) claim(plan Plan) ([]runner.Action, []Occurrence) {
 	now := time.Now()
 	var actions []runner.Action
 	var occurrences []Occurrence
@@ -211,15 +226,7 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 		actions = append(actions, act)
 		occurrences = append(occurrences, plan.Occurrences[i])
 	}
-	for i, res := range e.run.Run(actions) {
-		e.done.settle(occurrences[i], res.Err == nil && res.Skipped == "", time.Now())
-		// A start refused because amx is stopping is amx's failure, not
-		// the command's: a retry reaches the restarted amx.
-		if res.Err != nil && (res.Action.NotifyOnFailure || errors.Is(res.Err, runner.ErrShuttingDown)) {
-			failures = append(failures, res.Action.Name+": "+res.Err.Error())
-		}
-	}
-	return failures
+	return actions, occurrences
 }
 
 func (e *Engine) reject(w http.ResponseWriter, code int, stage string, err error) {
