@@ -3,6 +3,7 @@ package luaapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"syscall"
@@ -225,10 +226,11 @@ func TestIsolation(t *testing.T) {
 assert(leaked == nil, "global leaked")
 assert(leaked_g == nil, "_G global leaked")
 assert(_G[1] == nil and raw == nil, "table.insert or rawset on _G leaked")
-local want = ({["0aa7859a3dd8b47b"] = {"db1:9100", "firing", "https://runbooks.example/disk"},
-               ["8bc64ed21b99e322"] = {"db2:9100", "resolved"}})[alert.fingerprint]
+local want = ({["0aa7859a3dd8b47b"] = {"db1:9100", "firing", "https://runbooks.example/disk", "/var"},
+               ["8bc64ed21b99e322"] = {"db2:9100", "resolved", nil, nil}})[alert.fingerprint]
 assert(alert.labels.instance == want[1] and alert.status == want[2], "alert table leaked")
 assert(alert.annotations.runbook_url == want[3], "alert.annotations leaked")
+assert(alert.labels.mountpoint == want[4], "a label of the previous alert leaked")
 assert(alert.labels.leaked == nil and alert.annotations.leaked == nil, "a field added to labels or annotations leaked")
 assert(msg.common_labels.job == "node" and msg.receiver == "executor", "msg table leaked")
 assert(msg.alerts[1].status == "firing", "msg.alerts leaked")
@@ -242,6 +244,7 @@ exec("still", "works")
 		t.Fatal(err)
 	}
 	for _, hostile := range []string{
+		`local x = alert.labels.instance, alert.labels.mountpoint, alert.annotations.runbook_url, alert.status`,
 		`leaked = "global"`,
 		`_G.leaked_g = "via _G"`,
 		`alert.labels.instance = "changed"`,
@@ -251,6 +254,7 @@ exec("still", "works")
 		`rawset(alert.annotations, "leaked", "x")`,
 		`table.insert(alert.labels, "x")`,
 		`alert.status = "changed"`,
+		`rawset(alert, "labels", {instance = "changed"})`,
 		`setmetatable(alert, {__index = function() return "changed" end})`,
 		`msg.common_labels.job = "changed"`,
 		`msg.receiver = "changed"`,
@@ -290,6 +294,41 @@ exec("still", "works")
 			t.Errorf("%s changed Go data", hostile)
 		}
 		st.L.Close()
+	}
+}
+
+// TestLabelsReused: alert and alert.labels, which a state keeps from one
+// invocation to the next, show exactly the alert at hand, however its
+// labels vary.
+func TestLabelsReused(t *testing.T) {
+	s, err := Compile("labels.lua", `
+local n = tonumber(alert.labels.n)
+assert(alert.labels.common == "c", "common")
+assert(alert.labels["k" .. n] == tostring(n), "own label")
+assert(alert.labels["k" .. (n - 1)] == nil, "the previous alert's label")
+assert(alert.annotations["a" .. (n % 3)] == (n % 2 == 0 and "x" or nil), "annotation")
+assert(alert.status == ({[0] = "firing", "resolved", "unknown"})[n % 3], "status")
+exec("ok")
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Notification{}
+	for i := range 300 {
+		a := Alert{Status: []string{"firing", "resolved", "unknown"}[i%3],
+			Labels: map[string]string{"common": "c", "n": fmt.Sprint(i), fmt.Sprint("k", i): fmt.Sprint(i)}}
+		if i%2 == 0 {
+			a.Annotations = map[string]string{fmt.Sprint("a", i%3): "x"}
+		}
+		n.Alerts = append(n.Alerts, a)
+	}
+	vm := NewVM(time.Second, 0, nil)
+	st := newState()
+	defer st.L.Close()
+	for i := range n.Alerts {
+		if res, err := vm.runOn(context.Background(), st, s, "r", n, i); err != nil || len(res.Execs) != 1 {
+			t.Fatalf("alert %d: %v", i, err)
+		}
 	}
 }
 

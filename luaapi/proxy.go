@@ -111,14 +111,13 @@ func (s *state) kid(src *source, i int, m map[string]string) *lua.LTable {
 
 // source returns what t is a proxy for, or nil.
 func (s *state) source(t *lua.LTable) *source {
+	if t.Metatable == s.alertMeta && t == s.alertT && s.alertSrc.alert != nil {
+		return &s.alertSrc
+	}
 	if t.Metatable != s.proxyMeta {
 		return nil
 	}
 	switch t {
-	case s.alertT:
-		if s.alertSrc.alert != nil {
-			return &s.alertSrc
-		}
 	case s.labelsT:
 		if s.labelsSrc.strs != nil {
 			return &s.labelsSrc
@@ -159,9 +158,49 @@ func (s *state) fill(t *lua.LTable) {
 	}
 }
 
+// The alert proxy is the one every rule reads, and alert.labels the field
+// it reads most, so it skips the Go call for its three most read fields:
+// its __index is a table, alertBack, holding status, labels and
+// annotations, which a script cannot reach (getmetatable hides a proxy's
+// metatable). The other fields are read by alertBack's own __index,
+// proxyIndex. Since alert.labels is the same proxy while untouched and the
+// status one of two, alertBack rarely changes from one alert to the next;
+// backed mirrors what it holds, to update it without a table lookup.
+type backed struct {
+	status              string
+	labels, annotations *lua.LTable
+}
+
+var statusValues = map[string]lua.LValue{"firing": lua.LString("firing"), "resolved": lua.LString("resolved")}
+
+// loadAlert points alertBack at the invocation's alert.
+func (s *state) loadAlert() {
+	a, b := s.alertSrc.alert, &s.backed
+	if a.Status != b.status {
+		v, ok := statusValues[a.Status]
+		if !ok {
+			v = lua.LString(a.Status)
+		}
+		s.alertBack.RawSetString("status", v)
+		b.status = a.Status
+	}
+	if s.labelsT != b.labels {
+		s.alertBack.RawSetString("labels", s.labelsT)
+		b.labels = s.labelsT
+	}
+	if s.annotationsT != b.annotations {
+		s.alertBack.RawSetString("annotations", s.annotationsT)
+		b.annotations = s.annotationsT
+	}
+}
+
 // proxyIndex is a proxy's __index: it reads the Go value.
 func (s *state) proxyIndex(L *lua.LState) int {
-	src := s.source(L.CheckTable(1))
+	t := L.CheckTable(1)
+	src := s.source(t)
+	if t == s.alertBack {
+		src = &s.alertSrc
+	}
 	key, ok := L.Get(2).(lua.LString)
 	if src == nil || !ok {
 		L.Push(lua.LNil)

@@ -44,6 +44,9 @@ type state struct {
 	// kept for the next one while untouched.
 	alertT, labelsT, annotationsT, msgT         *lua.LTable
 	alertSrc, labelsSrc, annotationsSrc, msgSrc source
+	// The alert proxy's own metatable, and the table its __index reads.
+	alertMeta, alertBack *lua.LTable
+	backed               backed
 
 	inv invocation // the one running now, read by the host functions
 
@@ -143,9 +146,15 @@ func newState() *state {
 	s.envMeta = s.protectedMeta()
 	s.envMeta.RawSetString("__index", g)
 	s.envMeta.RawSetString("__newindex", L.NewFunction(s.setGlobal))
+	index, newIndex := L.NewFunction(s.proxyIndex), L.NewFunction(s.proxyNewIndex)
 	s.proxyMeta = L.NewTable()
-	s.proxyMeta.RawSetString("__index", L.NewFunction(s.proxyIndex))
-	s.proxyMeta.RawSetString("__newindex", L.NewFunction(s.proxyNewIndex))
+	s.proxyMeta.RawSetString("__index", index)
+	s.proxyMeta.RawSetString("__newindex", newIndex)
+	s.alertBack = L.NewTable()
+	s.alertBack.Metatable = s.proxyMeta
+	s.alertMeta = L.NewTable()
+	s.alertMeta.RawSetString("__index", s.alertBack)
+	s.alertMeta.RawSetString("__newindex", newIndex)
 	return s
 }
 
@@ -158,7 +167,10 @@ func (s *state) begin() *lua.LTable {
 		s.envTable.Metatable = s.envMeta
 		s.envDirty = false
 	}
-	s.alertT = s.reuse(s.alertT)
+	if s.alertT == nil || s.alertT.Metatable != s.alertMeta {
+		s.alertT = s.L.CreateTable(0, 0)
+		s.alertT.Metatable = s.alertMeta
+	}
 	s.labelsT = s.reuse(s.labelsT)
 	s.annotationsT = s.reuse(s.annotationsT)
 	s.msgT = s.reuse(s.msgT)
@@ -166,6 +178,7 @@ func (s *state) begin() *lua.LTable {
 	s.labelsSrc = source{strs: orEmpty(s.inv.alert.Labels)}
 	s.annotationsSrc = source{strs: orEmpty(s.inv.alert.Annotations)}
 	s.msgSrc = source{msg: s.inv.msg}
+	s.loadAlert()
 	// A script may have reassigned these without adding a key.
 	s.setEnv("_G", s.envTable)
 	s.setEnv("alert", s.alertT)
@@ -174,7 +187,7 @@ func (s *state) begin() *lua.LTable {
 }
 
 // reuse returns t if it is still an untouched proxy, or else a new one for
-// source() to recognise as the alert or msg proxy.
+// source() to recognise as alert.labels, alert.annotations or msg.
 func (s *state) reuse(t *lua.LTable) *lua.LTable {
 	if t == nil || t.Metatable != s.proxyMeta {
 		return s.emptyProxy()
@@ -268,7 +281,7 @@ func (s *state) readOnly(t *lua.LTable) *lua.LTable {
 // shows a proxy as the plain table it stands for.
 func (s *state) getmetatable(L *lua.LState) int {
 	mt := L.GetMetatable(L.CheckAny(1))
-	if mt == s.proxyMeta {
+	if mt == s.proxyMeta || mt == s.alertMeta {
 		mt = lua.LNil
 	}
 	if t, ok := mt.(*lua.LTable); ok {
