@@ -73,7 +73,7 @@ func (s *state) function(sc *Script) *lua.LFunction {
 }
 
 func newState() *state {
-	L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 256, RegistrySize: 1024 * 4, RegistryMaxSize: 1024 * 64})
+	L := lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 256, RegistrySize: 256, RegistryMaxSize: 1024 * 64, RegistryGrowStep: 256})
 	for _, lib := range []struct {
 		name string
 		open lua.LGFunction
