@@ -171,14 +171,43 @@ func (s *state) env(L *lua.LState) int {
 // skip(reason) ends the invocation; nothing it exec'd runs. It stays
 // skipped even if the script catches the error with pcall.
 func (s *state) skip(L *lua.LState) int {
-	res := &s.inv.res
-	res.Skipped = true
-	res.SkipReason = L.OptString(1, "")
-	res.Execs = nil
+	s.skipWith(L, 1)
 	// Level 0 and a constant: skipping is common enough that formatting a
 	// message shows in profiles, and Run knows it skipped.
 	L.Error(skipped, 0)
 	return 0
+}
+
+// skipReturn(skip, reason) stands for the statement skip(reason) in the
+// main chunk (see rewrite.go): it skips and answers true, for the script to
+// return, unless the script has put another function in skip.
+func (s *state) skipReturn(L *lua.LState) int {
+	if L.Get(1) != s.skipFn {
+		L.Call(L.GetTop()-1, 0)
+		L.Push(lua.LFalse)
+		return 1
+	}
+	s.skipWith(L, 2)
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// skipWith records a skip whose reason is argument n.
+func (s *state) skipWith(L *lua.LState, n int) {
+	reason := ""
+	switch v := L.Get(n).(type) {
+	case lua.LString:
+		reason = string(v)
+	case *lua.LNilType:
+	default:
+		// As L.OptString would say it, but naming skip: n is not the
+		// argument's number when skipReturn stands for skip.
+		L.RaiseError("bad argument #1 to skip (string expected, got %s)", v.Type())
+	}
+	res := &s.inv.res
+	res.Skipped = true
+	res.SkipReason = reason
+	res.Execs = nil
 }
 
 // skipped is the error value skip() ends an invocation with.

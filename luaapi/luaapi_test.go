@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	lua "github.com/yuin/gopher-lua"
 )
 
 func notification() *Notification {
@@ -144,6 +147,54 @@ func TestSkip(t *testing.T) {
 	res, err = run(t, `pcall(skip, "caught") exec("c")`)
 	if err != nil || !res.Skipped || len(res.Execs) != 0 {
 		t.Errorf("pcall(skip): %v %+v", err, res)
+	}
+}
+
+// TestSkipStatements: a skip statement of the main chunk, which Compile
+// turns into a return, ends the script exactly as skip() raising does.
+func TestSkipStatements(t *testing.T) {
+	for _, tc := range []struct {
+		src       string
+		rewritten bool
+	}{
+		{`exec("a") skip("maintenance window") error("not reached")`, true},
+		{`skip()`, true},
+		{`skip "no parentheses"`, true},
+		{`if alert.labels.instance == "db1:9100" then skip("db1") end exec("a")`, true},
+		{`for i = 1, 3 do exec("a", i) if i == 2 then skip("at " .. i) end end`, true},
+		{`local n = 0 while true do n = n + 1 if n > 2 then skip("loop") end end`, true},
+		{`repeat local x = 1 skip("repeat") until x == 1`, true},
+		{`for _, v in ipairs({"first", "second"}) do do skip(v) end end`, true},
+		{`local function f() skip("in a function") end f() exec("b")`, false},
+		{`pcall(skip, "caught") exec("c")`, false},
+		{`local skip = function(r) exec("local", r) end skip("x") exec("d")`, false},
+		{`for _, skip in ipairs({print}) do end skip("a loop variable elsewhere") exec("e")`, false},
+		{`skip = function(r) exec("replaced", r) end skip("x") exec("f")`, true},
+		{`skip = nil skip("x")`, true},
+		{`skip = 5 skip("x")`, true},
+		{`skip(42)`, true},
+		{`skip({})`, true},
+		{`exec("a") skip(nil, "extra") exec("b")`, true},
+		{`skip(error("in the reason"))`, true},
+	} {
+		src := tc.src
+		slow, err := compile("rule.lua", src, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := compile("rule.lua", src, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rewritten := slices.Contains(fast.proto.Constants, lua.LValue(lua.LString(skipReturnName))); rewritten != tc.rewritten {
+			t.Errorf("%s: rewritten %v, want %v", src, rewritten, tc.rewritten)
+		}
+		vm := NewVM(time.Second, 0, nil)
+		want, wantErr := vm.Run(context.Background(), slow, "route", notification(), 0)
+		got, gotErr := vm.Run(context.Background(), fast, "route", notification(), 0)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\nrewritten: %+v %v\nraising:   %+v %v", src, got, gotErr, want, wantErr)
+		}
 	}
 }
 

@@ -50,6 +50,8 @@ type state struct {
 
 	inv invocation // the one running now, read by the host functions
 
+	skipFn *lua.LFunction // the global skip, as skipReturn knows it
+
 	fns map[*Script]*lua.LFunction // the scripts' main functions on this state
 
 	// handler is the message handler of every run. It passes the error
@@ -137,11 +139,13 @@ func newState() *state {
 	for name, fn := range map[string]lua.LGFunction{
 		"exec": s.exec,
 		"env":  s.env,
-		"skip": s.skip,
 		"log":  s.log,
 	} {
 		g.RawSetString(name, L.NewFunction(fn))
 	}
+	s.skipFn = L.NewFunction(s.skip)
+	g.RawSetString("skip", s.skipFn)
+	g.RawSetString(skipReturnName, L.NewFunction(s.skipReturn))
 
 	s.envMeta = s.protectedMeta()
 	s.envMeta.RawSetString("__index", g)

@@ -26,12 +26,21 @@ func (s *Script) Name() string { return s.name }
 // Compile parses and compiles a script once. name appears in errors, which
 // read "name:line: message".
 func Compile(name, src string) (*Script, error) {
+	return compile(name, src, true)
+}
+
+// compile is Compile, with the skip statements rewritten (see rewrite.go)
+// or, for tests that compare, not.
+func compile(name, src string, fast bool) (*Script, error) {
 	if err := checkSource(name, src); err != nil {
 		return nil, err
 	}
 	chunk, err := parse.Parse(strings.NewReader(src), name)
 	if err != nil {
 		return nil, syntaxError(name, strings.Count(strings.TrimRight(src, "\n"), "\n")+1, err)
+	}
+	if fast {
+		rewriteSkips(chunk)
 	}
 	proto, err := lua.Compile(chunk, name)
 	if err != nil {
