@@ -101,8 +101,6 @@ type Exec struct {
 	Timeout         *time.Duration
 	Stdin           *string
 	Wait            *bool
-	// Line is where exec() was called, for explanations.
-	Line int
 }
 
 // Result is what one invocation asked for. When Skipped, nothing it exec'd
@@ -148,8 +146,8 @@ type invocation struct {
 	res   Result
 	log   *slog.Logger
 
-	// For the watchdog: the caller's context, when the run started, and the
-	// state's stopCtx. stopped is the Kind the watchdog stopped the run
+	// For the watchdog: the caller's context, when it first saw the run
+	// (zero before), and the state's stopCtx. stopped is the Kind the watchdog stopped the run
 	// for; it is written under the watchdog's lock and read after leave.
 	ctx     context.Context
 	started time.Time

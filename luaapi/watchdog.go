@@ -74,22 +74,22 @@ type watchdog struct {
 	// prev and next; cheaper to join and leave than a map.
 	active   *invocation
 	watching bool
-	now      time.Time // at the last tick
 }
 
 // enter registers a running invocation and starts watching if needed.
-// Reading the clock costs more than a short rule's share of this, so the
-// invocation's start is the watchdog's last tick (at most watchEvery ago),
-// and a deadline is only considered passed a tick later.
+// Reading the clock costs more than a short rule's share of this, so an
+// invocation's start is when the watchdog first sees it running: never
+// before it started, so a deadline never passes early. (Taking the
+// watchdog's last tick instead passed deadlines early whenever the watchdog
+// itself had been kept waiting, as it is on a busy machine.)
 func (w *watchdog) enter(inv *invocation) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.watching {
 		w.watching = true
-		w.now = time.Now()
 		go w.watch()
 	}
-	inv.started = w.now
+	inv.started = time.Time{}
 	inv.prev, inv.next = nil, w.active
 	if w.active != nil {
 		w.active.prev = inv
@@ -122,7 +122,6 @@ func (w *watchdog) watch() {
 		overMemory := sample[0].Value.Uint64() > w.limit
 		now := time.Now()
 		w.mu.Lock()
-		w.now = now
 		if w.active == nil {
 			w.watching = false
 			w.mu.Unlock()
@@ -133,10 +132,12 @@ func (w *watchdog) watch() {
 			case inv.stopped != "":
 			case overMemory:
 				inv.stop(KindMemory)
-			case w.timeout > 0 && now.Sub(inv.started) > w.timeout+watchEvery:
-				inv.stop(KindTimeout)
 			case inv.ctx.Err() != nil:
 				inv.stop(KindCanceled)
+			case inv.started.IsZero():
+				inv.started = now
+			case w.timeout > 0 && now.Sub(inv.started) > w.timeout:
+				inv.stop(KindTimeout)
 			}
 		}
 		w.mu.Unlock()
