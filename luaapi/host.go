@@ -14,7 +14,7 @@ import (
 // ignore_resolved=, timeout=, notify_on_failure=, stdin=} records an Exec.
 func (s *state) exec(L *lua.LState) int {
 	inv := &s.inv
-	e := Exec{Line: currentLine(L)}
+	var e Exec
 	if t, ok := L.Get(1).(*lua.LTable); ok && L.GetTop() == 1 {
 		s.fill(t)
 		// The positional items are 1..n without a gap; t.Len() is only a

@@ -70,14 +70,14 @@ exec{"x", timeout = 1.5}
 		t.Fatalf("execs = %+v", res.Execs)
 	}
 	e := res.Execs[0]
-	if e.Cmd != "/usr/local/bin/cleanup" || !slices.Equal(e.Args, []string{"db1:9100", "/var", "3"}) || e.Line != 4 ||
+	if e.Cmd != "/usr/local/bin/cleanup" || !slices.Equal(e.Args, []string{"db1:9100", "/var", "3"}) ||
 		e.Max != nil || e.Timeout != nil {
 		t.Errorf("exec 1 = %+v", e)
 	}
 	e = res.Execs[1]
 	if e.Cmd != "/bin/page" || !slices.Equal(e.Args, []string{"--urgent"}) || *e.Max != 1 ||
 		*e.ResolvedSignal != int(syscall.SIGTERM) || !*e.IgnoreResolved || *e.NotifyOnFailure ||
-		*e.Timeout != 10*time.Minute || *e.Stdin != `{}:{alertname="DiskFull"}` || e.Line != 5 {
+		*e.Timeout != 10*time.Minute || *e.Stdin != `{}:{alertname="DiskFull"}` {
 		t.Errorf("exec 2 = %+v", e)
 	}
 	if *res.Execs[2].Timeout != 1500*time.Millisecond {
