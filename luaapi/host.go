@@ -2,6 +2,7 @@ package luaapi
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,8 +14,8 @@ import (
 // exec(cmd, arg, ...) or exec{cmd, arg, ..., max=, resolved_signal=,
 // ignore_resolved=, timeout=, notify_on_failure=, stdin=} records an Exec.
 func (s *state) exec(L *lua.LState) int {
-	inv := &s.inv
 	var e Exec
+	var args []string
 	if t, ok := L.Get(1).(*lua.LTable); ok && L.GetTop() == 1 {
 		s.fill(t)
 		// The positional items are 1..n without a gap; t.Len() is only a
@@ -23,41 +24,142 @@ func (s *state) exec(L *lua.LState) int {
 		for t.RawGetInt(n+1) != lua.LNil {
 			n++
 		}
-		e.Args = make([]string, n)
-		for i := range e.Args {
-			e.Args[i] = argString(L, 1, t.RawGetInt(i+1), i+1)
+		args = make([]string, n)
+		for i := range args {
+			args[i] = argString(L, "exec", 1, t.RawGetInt(i+1), i+1)
 		}
 		for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
 			if num, ok := k.(lua.LNumber); ok && float64(num) == float64(int(num)) && int(num) >= 1 && int(num) <= n {
 				continue // positional, read above
 			}
-			option(L, &e, k, v)
+			key, ok := k.(lua.LString)
+			if !ok {
+				argError(L, "exec", 1, "unexpected key "+k.String())
+			}
+			option(L, &e, string(key), v)
 		}
 	} else {
-		e.Args = make([]string, L.GetTop())
-		for i := range e.Args {
-			e.Args[i] = argString(L, i+1, L.Get(i+1), 0)
+		args = make([]string, L.GetTop())
+		for i := range args {
+			args[i] = argString(L, "exec", i+1, L.Get(i+1), 0)
 		}
 	}
-	if len(e.Args) == 0 || e.Args[0] == "" {
-		L.ArgError(1, "command expected")
-	}
-	e.Cmd, e.Args = e.Args[0], e.Args[1:]
-	if !inv.res.Skipped {
-		inv.res.Execs = append(inv.res.Execs, e)
-	}
+	s.record(L, e, args)
 	return 0
 }
 
-// argString accepts a string or a number as argument n, or as item of a
-// table argument; anything else is the script's mistake, reported with its
-// line.
-func argString(L *lua.LState, n int, v lua.LValue, item int) string {
+// execFields(exec, k1, v1, k2, v2, ...) stands for exec{...} with the
+// table's fields as arguments (see rewrite.go): positional ones keyed by
+// their index, named ones by their name, in the script's order. It reads
+// them as exec reads the table, without building it, unless the script has
+// put another function in exec.
+func (s *state) execFields(L *lua.LState) int {
+	top := L.GetTop()
+	if L.Get(1) != s.execFn {
+		return callWithTable(L)
+	}
+	// items[i] is positional item i+1; names and values the named
+	// fields, each once, where the name came first, with its last value,
+	// as in a table.
+	var itemsBuf [8]lua.LValue
+	var namesBuf [8]string
+	var valuesBuf [8]lua.LValue
+	items, names, values := itemsBuf[:0], namesBuf[:0], valuesBuf[:0]
+	for i := 2; i < top; i += 2 {
+		switch k := L.Get(i).(type) {
+		case lua.LNumber:
+			index := fieldIndex(L, k)
+			for len(items) < index {
+				items = append(items, lua.LNil)
+			}
+			items[index-1] = L.Get(i + 1)
+		case lua.LString:
+			if j := slices.Index(names, string(k)); j >= 0 {
+				values[j] = L.Get(i + 1)
+			} else {
+				names, values = append(names, string(k)), append(values, L.Get(i+1))
+			}
+		}
+	}
+	n := 0
+	for n < len(items) && items[n] != lua.LNil {
+		n++
+	}
+	args := make([]string, n)
+	for i := range args {
+		args[i] = argString(L, "exec", 1, items[i], i+1)
+	}
+	for i := n; i < len(items); i++ {
+		if items[i] != lua.LNil {
+			argError(L, "exec", 1, fmt.Sprint("unexpected key ", i+1))
+		}
+	}
+	var e Exec
+	for j, name := range names {
+		if values[j] != lua.LNil {
+			option(L, &e, name, values[j])
+		}
+	}
+	s.record(L, e, args)
+	return 0
+}
+
+// callWithTable calls argument 1 with a table of the fields that follow,
+// as execFields receives them, and returns what it returns.
+func callWithTable(L *lua.LState) int {
+	top := L.GetTop()
+	t := L.CreateTable(0, 0)
+	for i := 2; i < top; i += 2 {
+		switch k := L.Get(i).(type) {
+		case lua.LNumber:
+			t.RawSetInt(fieldIndex(L, k), L.Get(i+1))
+		default:
+			t.RawSet(k, L.Get(i+1))
+		}
+	}
+	L.Push(L.Get(1))
+	L.Push(t)
+	L.Call(1, lua.MultRet)
+	return L.GetTop() - top
+}
+
+// fieldIndex checks the index of a positional field given to execFields,
+// which a script can also call by its global's name.
+func fieldIndex(L *lua.LState, k lua.LNumber) int {
+	index := int(k)
+	if float64(index) != float64(k) || index < 1 || index > maxFields {
+		argError(L, "exec", 1, "unexpected key "+k.String())
+	}
+	return index
+}
+
+// record adds the Exec for a command line, unless the invocation skipped.
+func (s *state) record(L *lua.LState, e Exec, args []string) {
+	if len(args) == 0 || args[0] == "" {
+		argError(L, "exec", 1, "command expected")
+	}
+	e.Cmd, e.Args = args[0], args[1:]
+	if res := &s.inv.res; !res.Skipped {
+		res.Execs = append(res.Execs, e)
+	}
+}
+
+// argError is L.ArgError for host function fn: gopher-lua would name the
+// function by the variable it was called through, which for execFields is
+// not the one the script wrote.
+func argError(L *lua.LState, fn string, n int, msg string) {
+	L.RaiseError("bad argument #%d to %s (%s)", n, fn, msg)
+}
+
+// argString accepts a string or a number as argument n of fn, or as item of
+// a table argument; anything else is the script's mistake, reported with
+// its line.
+func argString(L *lua.LState, fn string, n int, v lua.LValue, item int) string {
 	fail := func(msg string) {
 		if item > 0 {
 			msg = fmt.Sprintf("item %d: %s", item, msg)
 		}
-		L.ArgError(n, msg)
+		argError(L, fn, n, msg)
 	}
 	var s string
 	switch v := v.(type) {
@@ -74,13 +176,9 @@ func argString(L *lua.LState, n int, v lua.LValue, item int) string {
 	return s
 }
 
-func option(L *lua.LState, e *Exec, k, v lua.LValue) {
-	key, ok := k.(lua.LString)
-	if !ok {
-		L.ArgError(1, fmt.Sprintf("unexpected key %s", k.String()))
-	}
+func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 	bad := func(want string) {
-		L.ArgError(1, fmt.Sprintf("option %s: want %s, got %s", key, want, v.Type()))
+		argError(L, "exec", 1, fmt.Sprintf("option %s: want %s, got %s", key, want, v.Type()))
 	}
 	switch key {
 	case "max":
@@ -138,7 +236,7 @@ func option(L *lua.LState, e *Exec, k, v lua.LValue) {
 		in := string(str)
 		e.Stdin = &in
 	default:
-		L.ArgError(1, fmt.Sprintf("unknown option %s", key))
+		argError(L, "exec", 1, "unknown option "+key)
 	}
 }
 
@@ -163,7 +261,7 @@ func (s *state) env(L *lua.LState) int {
 	if strings.HasPrefix(name, "AMX_") {
 		L.ArgError(1, fmt.Sprintf("%s: AMX_ names are reserved for amx", name))
 	}
-	value := argString(L, 2, L.Get(2), 0)
+	value := argString(L, "env", 2, L.Get(2), 0)
 	s.inv.res.Env = append(s.inv.res.Env, name+"="+value)
 	return 0
 }

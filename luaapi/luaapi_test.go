@@ -186,15 +186,100 @@ func TestSkipStatements(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rewritten := slices.Contains(fast.proto.Constants, lua.LValue(lua.LString(skipReturnName))); rewritten != tc.rewritten {
+		if rewritten := mentions(fast.proto, skipReturnName); rewritten != tc.rewritten {
 			t.Errorf("%s: rewritten %v, want %v", src, rewritten, tc.rewritten)
 		}
-		vm := NewVM(time.Second, 0, nil)
-		want, wantErr := vm.Run(context.Background(), slow, "route", notification(), 0)
-		got, gotErr := vm.Run(context.Background(), fast, "route", notification(), 0)
-		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
-			t.Errorf("%s:\nrewritten: %+v %v\nraising:   %+v %v", src, got, gotErr, want, wantErr)
+		compareRewrite(t, src, slow, fast)
+	}
+}
+
+// mentions reports whether a compiled function or one within it uses the
+// global name.
+func mentions(p *lua.FunctionProto, name string) bool {
+	return slices.Contains(p.Constants, lua.LValue(lua.LString(name))) ||
+		slices.ContainsFunc(p.FunctionPrototypes, func(p *lua.FunctionProto) bool { return mentions(p, name) })
+}
+
+// compareRewrite checks that a script gives the same result and error
+// with calls rewritten (fast) and as written (slow).
+func compareRewrite(t *testing.T, src string, slow, fast *Script) {
+	t.Helper()
+	vm := NewVM(time.Second, 0, nil)
+	want, wantErr := vm.Run(context.Background(), slow, "route", notification(), 0)
+	got, gotErr := vm.Run(context.Background(), fast, "route", notification(), 0)
+	if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\nrewritten:  %+v %v\nas written: %+v %v", src, got, gotErr, want, wantErr)
+	}
+}
+
+// TestExecFields: exec{...}, which Compile turns into a call with the
+// table's fields as arguments, behaves exactly as with the table.
+func TestExecFields(t *testing.T) {
+	for _, tc := range []struct {
+		src       string
+		rewritten bool
+	}{
+		{`exec{"a", "b", max = 1, timeout = "10m", resolved_signal = "SIGTERM", ignore_resolved = true,
+		       notify_on_failure = false, stdin = "x", wait = false}`, true},
+		{`exec{"a", 2, 3.5, -1e300}`, true},
+		{`exec({"a", "b"})`, true},
+		{`exec{"a"} exec{"b", wait = false} exec("c")`, true},
+		{`exec{"a", max = 1, max = 2}`, true},
+		{`exec{"a", max = -1, max = 1}`, true},
+		{`exec{"a", max = 1, max = nil}`, true},
+		{`exec{"a", ["max"] = 1}`, true},
+		{`exec{"a", nil, "c"}`, true},
+		{`exec{"a", nil}`, true},
+		{`exec{nil, "b"}`, true},
+		{`exec{"a", bogus = 1}`, true},
+		{`exec{"a", max = "1"}`, true},
+		{`exec{}`, true},
+		{`exec{max = 1}`, true},
+		{`exec{""}`, true},
+		{`exec{"a", {}}`, true},
+		{`exec{"a", "b\0"}`, true},
+		{`exec{"a", timeout = 5, bogus = 1, max = -1}`, true},
+		{`exec{"a", [7] = "x"}`, false},
+		{`exec{"a", [1] = "x", "b"}`, false},
+		{`local function args() return "x", "y" end exec{"a", args()}`, false},
+		{`local function args() return "x", "y" end exec{"a", (args())}`, true},
+		{`local function args() return "x", "y" end exec{"a", args(), "z"}`, true},
+		{`local function opt() return 1, 2 end exec{"a", max = opt()}`, false},
+		{`local function opt() return 1, 2 end exec{"a", max = opt(), "b"}`, true},
+		{`local function f(...) exec{"a", ...} end f("x", "y")`, false},
+		{`local function f(...) exec{"a", max = ...} end f(1, 2)`, false},
+		{`local function f(...) exec{"a", ..., "z"} end f("x", "y")`, true},
+		{`local order = {}
+		  local function t(x) order[#order + 1] = x return x end
+		  exec{t("a"), max = t(1), t("b"), "c"}
+		  exec("order", table.concat(order, ","))`, true},
+		{`local function run() exec{"a", max = 2} end run() run()`, true},
+		{`exec{"a", exec{"b"}}`, true},
+		{`local x = exec{"a"} exec("x", tostring(x))`, true},
+		{`exec = function(t) env("N", #t) env("MAX", t.max or "none") exec2 = t end exec{"a", nil, "c", max = 3}`, true},
+		{`exec = function(t) return 1, 2 end local a, b = exec{"a"} env("A", a) env("B", b)`, true},
+		{`exec = nil exec{"a"}`, true},
+		{`local exec = exec exec{"a", max = 1}`, false},
+		{`pcall(exec, {"a"})`, false},
+		{`skip("x") exec{"a"}`, true},
+		{`_G["<exec>"](exec, -1, "x")`, false},
+		{`_G["<exec>"](exec, 5e7, "x")`, false},
+		{`_G["<exec>"](exec, 1.5, "x")`, false},
+		{`_G["<exec>"](print, 5e7, "x")`, false},
+		{`_G["<exec>"](exec, 1, "a", true, 1)`, false},
+	} {
+		slow, err := compile("rule.lua", tc.src, false)
+		if err != nil {
+			t.Fatal(err)
 		}
+		fast, err := compile("rule.lua", tc.src, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rewritten := mentions(fast.proto, execFieldsName) && !mentions(slow.proto, execFieldsName); rewritten != tc.rewritten {
+			t.Errorf("%s: rewritten %v, want %v", tc.src, rewritten, tc.rewritten)
+		}
+		compareRewrite(t, tc.src, slow, fast)
 	}
 }
 

@@ -1,39 +1,77 @@
 package luaapi
 
 import (
+	"strconv"
+
 	"github.com/yuin/gopher-lua/ast"
 )
 
+// Compile rewrites two calls that cost more than the rest of a short rule
+// into calls of host functions under global names no script can write as a
+// variable. Each checks at run time that the script has not put another
+// function in exec or skip, and behaves exactly as the call it stands for;
+// tests compare every case with and without the rewrite. A script that
+// declares a local exec or skip anywhere keeps that call as written.
+//
 // skip() ends an invocation by raising an error, and unwinding the Go stack
-// through gopher-lua costs more than a whole short rule. Most skips are a
-// statement of the main chunk outside any function, where returning ends
-// the script just as well. So Compile rewrites each such statement
+// through gopher-lua is slow. But most skips are a statement of the main
+// chunk outside any function, where returning ends the script just as well:
 //
-//	skip(reason)
+//	skip(reason)  →  if <skip>(skip, reason) then return end
 //
-// to
+// exec{...} builds a table only for exec to read it once, and gopher-lua
+// keeps three structures per string key of a table. So a table constructor
+// of positional and name = value fields becomes the fields themselves, in
+// the script's order, positional ones keyed by their index:
 //
-//	if <skip>(skip, reason) then return end
-//
-// where <skip> (skipReturn) records the skip and answers true when skip is
-// still amx's function, and otherwise calls whatever the script put there
-// and answers false. A script that declares a local named skip anywhere is
-// left as it is. skip() inside a function, or called any other way, raises
-// as before; both ends look the same to the caller.
+//	exec{"cmd", host, max = 1}  →  <exec>(exec, 1, "cmd", 2, host, "max", 1)
 
-// skipReturnName is the global that holds skipReturn; no script can name it
-// as a variable.
-const skipReturnName = "<skip>"
+const (
+	skipReturnName = "<skip>"
+	execFieldsName = "<exec>"
+	// maxFields bounds the fields of a rewritten exec{}: each takes two
+	// registers of the call, and a function has at most 250.
+	maxFields = 64
+)
 
-// rewriteSkips rewrites the chunk's skip statements in place.
-func rewriteSkips(chunk []ast.Stmt) {
-	if declares(chunk, "skip") {
-		return
+// rewrite rewrites chunk in place.
+func rewrite(chunk []ast.Stmt) {
+	declared := map[string]bool{}
+	walk(chunk, func(st ast.Stmt) {
+		switch st := st.(type) {
+		case *ast.LocalAssignStmt:
+			for _, n := range st.Names {
+				declared[n] = true
+			}
+		case *ast.NumberForStmt:
+			declared[st.Name] = true
+		case *ast.GenericForStmt:
+			for _, n := range st.Names {
+				declared[n] = true
+			}
+		}
+	}, func(e ast.Expr) {
+		if f, ok := e.(*ast.FunctionExpr); ok && f.ParList != nil {
+			for _, n := range f.ParList.Names {
+				declared[n] = true
+			}
+		}
+	})
+	if !declared["skip"] {
+		rewriteSkips(chunk)
 	}
-	rewriteSkipBlock(chunk)
+	if !declared["exec"] {
+		walk(chunk, func(ast.Stmt) {}, func(e ast.Expr) {
+			if call, ok := e.(*ast.FuncCallExpr); ok {
+				rewriteExec(call)
+			}
+		})
+	}
 }
 
-func rewriteSkipBlock(stmts []ast.Stmt) {
+// rewriteSkips rewrites the skip statements of a block of the main chunk,
+// and of the blocks within it, but not of functions.
+func rewriteSkips(stmts []ast.Stmt) {
 	for i, st := range stmts {
 		switch st := st.(type) {
 		case *ast.FuncCallStmt:
@@ -41,33 +79,83 @@ func rewriteSkipBlock(stmts []ast.Stmt) {
 				stmts[i] = skipReturn(call)
 			}
 		case *ast.DoBlockStmt:
-			rewriteSkipBlock(st.Stmts)
+			rewriteSkips(st.Stmts)
 		case *ast.WhileStmt:
-			rewriteSkipBlock(st.Stmts)
+			rewriteSkips(st.Stmts)
 		case *ast.RepeatStmt:
-			rewriteSkipBlock(st.Stmts)
+			rewriteSkips(st.Stmts)
 		case *ast.IfStmt:
-			rewriteSkipBlock(st.Then)
-			rewriteSkipBlock(st.Else)
+			rewriteSkips(st.Then)
+			rewriteSkips(st.Else)
 		case *ast.NumberForStmt:
-			rewriteSkipBlock(st.Stmts)
+			rewriteSkips(st.Stmts)
 		case *ast.GenericForStmt:
-			rewriteSkipBlock(st.Stmts)
+			rewriteSkips(st.Stmts)
 		}
 	}
 }
 
 // skipReturn is the statement that replaces the call skip(...).
 func skipReturn(call *ast.FuncCallExpr) ast.Stmt {
-	fn := &ast.IdentExpr{Value: skipReturnName}
-	at(fn, call)
-	cond := &ast.FuncCallExpr{Func: fn, Args: append([]ast.Expr{call.Func}, call.Args...)}
+	cond := &ast.FuncCallExpr{Func: ident(skipReturnName, call), Args: append([]ast.Expr{call.Func}, call.Args...)}
 	at(cond, call)
 	ret := &ast.ReturnStmt{}
 	at(ret, call)
 	st := &ast.IfStmt{Condition: cond, Then: []ast.Stmt{ret}}
 	at(st, call)
 	return st
+}
+
+// rewriteExec turns call into a call of execFields if it is exec{...} with
+// a table constructor that can be passed as arguments.
+func rewriteExec(call *ast.FuncCallExpr) {
+	if !isGlobal(call.Func, "exec") || call.Receiver != nil || len(call.Args) != 1 {
+		return
+	}
+	table, ok := call.Args[0].(*ast.TableExpr)
+	if !ok || len(table.Fields) > maxFields {
+		return
+	}
+	args := []ast.Expr{call.Func}
+	n := 0
+	for i, f := range table.Fields {
+		key := f.Key
+		switch key.(type) {
+		case nil:
+			n++
+			num := &ast.NumberExpr{Value: strconv.Itoa(n)}
+			at(num, f.Value)
+			key = num
+		case *ast.StringExpr:
+		default:
+			return // [expr] = value: keep the table's own rules for keys
+		}
+		if i == len(table.Fields)-1 && multiValued(f.Value) {
+			// A table takes all the values of its last positional
+			// field, and gopher-lua those of a named last field too.
+			return
+		}
+		args = append(args, key, f.Value)
+	}
+	call.Func = ident(execFieldsName, call)
+	call.Args = args
+}
+
+// multiValued reports whether e, last in a list, gives all its values.
+func multiValued(e ast.Expr) bool {
+	switch e := e.(type) {
+	case *ast.FuncCallExpr:
+		return !e.AdjustRet
+	case *ast.Comma3Expr:
+		return !e.AdjustRet
+	}
+	return false
+}
+
+func ident(name string, of ast.PositionHolder) *ast.IdentExpr {
+	id := &ast.IdentExpr{Value: name}
+	at(id, of)
+	return id
 }
 
 // at gives a new node the position of the one it stands for, so that errors
@@ -82,103 +170,86 @@ func isGlobal(e ast.Expr, name string) bool {
 	return ok && id.Value == name
 }
 
-// declares reports whether a local variable, parameter or loop variable
-// named name is declared anywhere in stmts, functions included; then name
-// does not always mean the global.
-func declares(stmts []ast.Stmt, name string) bool {
-	found := false
-	var stmt func(ast.Stmt)
-	var expr func(ast.Expr)
+// walk calls stmt for every statement and expr for every expression in
+// stmts, functions included, each before what it contains.
+func walk(stmts []ast.Stmt, stmt func(ast.Stmt), expr func(ast.Expr)) {
+	var s func(ast.Stmt)
+	var e func(ast.Expr)
 	block := func(stmts []ast.Stmt) {
 		for _, st := range stmts {
-			stmt(st)
+			s(st)
 		}
 	}
-	exprs := func(es []ast.Expr) {
-		for _, e := range es {
-			expr(e)
+	exprs := func(es ...ast.Expr) {
+		for _, x := range es {
+			if x != nil {
+				e(x)
+			}
 		}
 	}
-	names := func(ns []string) {
-		for _, n := range ns {
-			found = found || n == name
-		}
-	}
-	stmt = func(st ast.Stmt) {
+	s = func(st ast.Stmt) {
+		stmt(st)
 		switch st := st.(type) {
 		case *ast.AssignStmt:
-			exprs(st.Lhs)
-			exprs(st.Rhs)
+			exprs(st.Lhs...)
+			exprs(st.Rhs...)
 		case *ast.LocalAssignStmt:
-			names(st.Names)
-			exprs(st.Exprs)
+			exprs(st.Exprs...)
 		case *ast.FuncCallStmt:
-			expr(st.Expr)
+			exprs(st.Expr)
 		case *ast.DoBlockStmt:
 			block(st.Stmts)
 		case *ast.WhileStmt:
-			expr(st.Condition)
+			exprs(st.Condition)
 			block(st.Stmts)
 		case *ast.RepeatStmt:
-			expr(st.Condition)
 			block(st.Stmts)
+			exprs(st.Condition)
 		case *ast.IfStmt:
-			expr(st.Condition)
+			exprs(st.Condition)
 			block(st.Then)
 			block(st.Else)
 		case *ast.NumberForStmt:
-			names([]string{st.Name})
-			exprs([]ast.Expr{st.Init, st.Limit, st.Step})
+			exprs(st.Init, st.Limit, st.Step)
 			block(st.Stmts)
 		case *ast.GenericForStmt:
-			names(st.Names)
-			exprs(st.Exprs)
+			exprs(st.Exprs...)
 			block(st.Stmts)
 		case *ast.FuncDefStmt:
-			expr(st.Func)
+			exprs(st.Name.Func, st.Name.Receiver, st.Func)
 		case *ast.ReturnStmt:
-			exprs(st.Exprs)
+			exprs(st.Exprs...)
 		}
 	}
-	expr = func(e ast.Expr) {
-		switch e := e.(type) {
+	e = func(x ast.Expr) {
+		expr(x)
+		switch x := x.(type) {
 		case *ast.AttrGetExpr:
-			expr(e.Object)
-			expr(e.Key)
+			exprs(x.Object, x.Key)
 		case *ast.TableExpr:
-			for _, f := range e.Fields {
-				expr(f.Key)
-				expr(f.Value)
+			for _, f := range x.Fields {
+				exprs(f.Key, f.Value)
 			}
 		case *ast.FuncCallExpr:
-			expr(e.Func)
-			expr(e.Receiver)
-			exprs(e.Args)
+			exprs(x.Func, x.Receiver)
+			exprs(x.Args...)
 		case *ast.LogicalOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
+			exprs(x.Lhs, x.Rhs)
 		case *ast.RelationalOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
+			exprs(x.Lhs, x.Rhs)
 		case *ast.StringConcatOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
+			exprs(x.Lhs, x.Rhs)
 		case *ast.ArithmeticOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
+			exprs(x.Lhs, x.Rhs)
 		case *ast.UnaryMinusOpExpr:
-			expr(e.Expr)
+			exprs(x.Expr)
 		case *ast.UnaryNotOpExpr:
-			expr(e.Expr)
+			exprs(x.Expr)
 		case *ast.UnaryLenOpExpr:
-			expr(e.Expr)
+			exprs(x.Expr)
 		case *ast.FunctionExpr:
-			if e.ParList != nil {
-				names(e.ParList.Names)
-			}
-			block(e.Stmts)
+			block(x.Stmts)
 		}
 	}
 	block(stmts)
-	return found
 }

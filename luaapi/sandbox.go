@@ -50,7 +50,8 @@ type state struct {
 
 	inv invocation // the one running now, read by the host functions
 
-	skipFn *lua.LFunction // the global skip, as skipReturn knows it
+	// The global exec and skip, as execFields and skipReturn know them.
+	execFn, skipFn *lua.LFunction
 
 	fns map[*Script]*lua.LFunction // the scripts' main functions on this state
 
@@ -137,15 +138,16 @@ func newState() *state {
 	}
 
 	for name, fn := range map[string]lua.LGFunction{
-		"exec": s.exec,
-		"env":  s.env,
-		"log":  s.log,
+		"env":          s.env,
+		"log":          s.log,
+		skipReturnName: s.skipReturn,
+		execFieldsName: s.execFields,
 	} {
 		g.RawSetString(name, L.NewFunction(fn))
 	}
-	s.skipFn = L.NewFunction(s.skip)
+	s.execFn, s.skipFn = L.NewFunction(s.exec), L.NewFunction(s.skip)
+	g.RawSetString("exec", s.execFn)
 	g.RawSetString("skip", s.skipFn)
-	g.RawSetString(skipReturnName, L.NewFunction(s.skipReturn))
 
 	s.envMeta = s.protectedMeta()
 	s.envMeta.RawSetString("__index", g)

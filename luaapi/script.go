@@ -29,8 +29,8 @@ func Compile(name, src string) (*Script, error) {
 	return compile(name, src, true)
 }
 
-// compile is Compile, with the skip statements rewritten (see rewrite.go)
-// or, for tests that compare, not.
+// compile is Compile, with calls rewritten (see rewrite.go) or, for tests
+// that compare, not.
 func compile(name, src string, fast bool) (*Script, error) {
 	if err := checkSource(name, src); err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func compile(name, src string, fast bool) (*Script, error) {
 		return nil, syntaxError(name, strings.Count(strings.TrimRight(src, "\n"), "\n")+1, err)
 	}
 	if fast {
-		rewriteSkips(chunk)
+		rewrite(chunk)
 	}
 	proto, err := lua.Compile(chunk, name)
 	if err != nil {
