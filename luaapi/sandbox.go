@@ -100,7 +100,7 @@ func newState() *state {
 		g.RawSetString(name, L.NewFunction(unavailable(name)))
 	}
 	for _, name := range []string{"io", "os", "package", "debug", "coroutine"} {
-		lib := L.NewTable()
+		lib := L.CreateTable(0, 0)
 		mt := s.protectedMeta()
 		mt.RawSetString("__index", L.NewFunction(unavailable(name)))
 		mt.RawSetString("__newindex", L.NewFunction(unavailable(name)))
@@ -153,12 +153,12 @@ func newState() *state {
 	s.envMeta.RawSetString("__index", g)
 	s.envMeta.RawSetString("__newindex", L.NewFunction(s.setGlobal))
 	index, newIndex := L.NewFunction(s.proxyIndex), L.NewFunction(s.proxyNewIndex)
-	s.proxyMeta = L.NewTable()
+	s.proxyMeta = L.CreateTable(0, 2)
 	s.proxyMeta.RawSetString("__index", index)
 	s.proxyMeta.RawSetString("__newindex", newIndex)
-	s.alertBack = L.NewTable()
+	s.alertBack = L.CreateTable(0, 3)
 	s.alertBack.Metatable = s.proxyMeta
-	s.alertMeta = L.NewTable()
+	s.alertMeta = L.CreateTable(0, 2)
 	s.alertMeta.RawSetString("__index", s.alertBack)
 	s.alertMeta.RawSetString("__newindex", newIndex)
 	return s
@@ -265,7 +265,7 @@ func unavailable(name string) lua.LGFunction {
 // protectedMeta returns a metatable that getmetatable hides and
 // setmetatable refuses to replace.
 func (s *state) protectedMeta() *lua.LTable {
-	mt := s.L.NewTable()
+	mt := s.L.CreateTable(0, 3)
 	mt.RawSetString("__metatable", lua.LFalse)
 	return mt
 }
@@ -278,7 +278,7 @@ func (s *state) readOnly(t *lua.LTable) *lua.LTable {
 		L.RaiseError(readOnlyMsg)
 		return 0
 	}))
-	proxy := s.L.NewTable()
+	proxy := s.L.CreateTable(0, 0)
 	proxy.Metatable = mt
 	return proxy
 }
