@@ -162,16 +162,29 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 	// Skips are decisions, not events: counted on the notification's line,
 	// each one with its reason at debug level (a route that skips every
 	// alert of a large group would otherwise log a line per alert).
-	skipped := 0
-	for _, s := range plan.Skips {
-		e.m.skipped.WithLabelValues(s.Reason).Inc()
+	skipped, run := 0, 0
+	debug := e.log.Enabled(ctx, slog.LevelDebug)
+	for i, s := range plan.Skips {
 		if s.Reason == SkipLua {
 			skipped++
-			e.m.routeSkipped.WithLabelValues(s.Name).Inc()
-			e.log.Debug("skipped by its route", "route", s.Name, "fingerprint", s.Fingerprint, "reason", s.Detail)
+			if debug {
+				e.log.Debug("skipped by its route", "route", s.Name, "fingerprint", s.Fingerprint, "reason", s.Detail)
+			}
+		} else if debug {
+			e.log.Debug("skipped", "name", s.Name, "reason", s.Reason)
+		}
+		// A route's skips come one after the other, and each run of
+		// them is counted at once: looking a counter up by its labels
+		// costs more than a skip.
+		run++
+		if next := i + 1; next < len(plan.Skips) && plan.Skips[next].Reason == s.Reason && plan.Skips[next].Name == s.Name {
 			continue
 		}
-		e.log.Debug("skipped", "name", s.Name, "reason", s.Reason)
+		e.m.skipped.WithLabelValues(s.Reason).Add(float64(run))
+		if s.Reason == SkipLua {
+			e.m.routeSkipped.WithLabelValues(s.Name).Add(float64(run))
+		}
+		run = 0
 	}
 	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
 		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved), "skipped", skipped)

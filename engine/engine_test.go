@@ -373,6 +373,11 @@ func TestRouteSkips(t *testing.T) {
 	set := &rules.Set{LuaTimeout: rules.DefaultLuaTimeout, Routes: []*rules.Route{{
 		Name: "quiet", ScriptName: "quiet.lua", Process: rules.DefaultProcess(),
 		Source: `skip("maintenance of " .. alert.labels.instance)`,
+	}, {
+		Name: "other", ScriptName: "other.lua", Process: rules.DefaultProcess(),
+		Source: `if alert.labels.instance == "b" then skip("b only") end`,
+	}}, Commands: []*rules.Command{{
+		Name: "commands[0]", Cmd: "true", Process: rules.Process{MatchLabels: map[string]string{"alertname": "Other"}},
 	}}}
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
 		var logs bytes.Buffer
@@ -384,15 +389,16 @@ func TestRouteSkips(t *testing.T) {
 			t.Fatalf("%d %q", code, answer)
 		}
 		info := strings.Count(logs.String(), "level=INFO")
-		if !strings.Contains(logs.String(), "msg=notification") || !strings.Contains(logs.String(), "skipped=2") || info != 1 {
-			t.Errorf("level %v: want one info line, for the notification, with skipped=2:\n%s", level, logs.String())
+		if !strings.Contains(logs.String(), "msg=notification") || !strings.Contains(logs.String(), "skipped=3") || info != 1 {
+			t.Errorf("level %v: want one info line, for the notification, with skipped=3:\n%s", level, logs.String())
 		}
 		reasons := strings.Contains(logs.String(), `reason="maintenance of a"`) && strings.Contains(logs.String(), `reason="maintenance of b"`)
 		if reasons != (level == slog.LevelDebug) {
 			t.Errorf("level %v: skip reasons logged: %v, want %v:\n%s", level, reasons, level == slog.LevelDebug, logs.String())
 		}
 		_, metrics := do(t, h, "GET", "/metrics", "")
-		for _, line := range []string{`am_executor_skipped_total{reason="lua"} 2`, `am_executor_route_skipped_total{route="quiet"} 2`} {
+		for _, line := range []string{`am_executor_skipped_total{reason="lua"} 3`, `am_executor_skipped_total{reason="nomatch"} 1`,
+			`am_executor_route_skipped_total{route="quiet"} 2`, `am_executor_route_skipped_total{route="other"} 1`} {
 			if !hasLine(metrics, line) {
 				t.Errorf("/metrics lacks %q", line)
 			}
