@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -483,6 +484,39 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("after a timeout: %+v %v", res, err)
 	}
 }
+
+// TestCanceled: a script whose caller gives up is stopped, whatever its
+// deadline, and one whose caller gave up before it started does not run.
+func TestCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	// The script's log() line is the sign that it runs: the caller gives
+	// up then.
+	log := slog.New(cancelHandler{cancel})
+	vm := NewVM(time.Hour, 0, log)
+	s, err := Compile("spin.lua", "log('started')\nwhile true do end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vm.Run(ctx, s, "r", notification(), 0)
+	if lerr, ok := errors.AsType[*Error](err); !ok || lerr.Kind != KindCanceled || lerr.Msg != "spin.lua:2: stopped: context canceled" {
+		t.Errorf("err = %#v", err)
+	}
+	_, err = vm.Run(ctx, s, "r", notification(), 0)
+	if lerr, ok := errors.AsType[*Error](err); !ok || lerr.Kind != KindCanceled || lerr.Msg != "spin.lua: not run: context canceled" {
+		t.Errorf("err = %#v", err)
+	}
+}
+
+// cancelHandler cancels at the first record it gets.
+type cancelHandler struct{ cancel context.CancelFunc }
+
+func (h cancelHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h cancelHandler) Handle(context.Context, slog.Record) error {
+	h.cancel()
+	return nil
+}
+func (h cancelHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h cancelHandler) WithGroup(string) slog.Handler      { return h }
 
 // TestTimeoutInPattern: a pattern that backtracks for exponential time is
 // one Lua instruction; the deadline stops it all the same.

@@ -91,6 +91,7 @@ func newState() *state {
 		L.Call(1, 0)
 	}
 	s := &state{L: L, ctx: newStopCtx(), proxies: make(map[*lua.LTable]*source), fns: make(map[*Script]*lua.LFunction)}
+	s.inv.stopCtx = s.ctx
 	L.SetContext(s.ctx)
 	s.handler = L.NewFunction(func(L *lua.LState) int { return 1 })
 	g := L.G.Global
@@ -177,13 +178,19 @@ func (s *state) begin() *lua.LTable {
 		s.alertT = s.L.CreateTable(0, 0)
 		s.alertT.Metatable = s.alertMeta
 	}
-	s.labelsT = s.reuse(s.labelsT)
-	s.annotationsT = s.reuse(s.annotationsT)
-	s.msgT = s.reuse(s.msgT)
-	s.alertSrc = source{alert: s.inv.alert, kids: [4]*lua.LTable{s.labelsT, s.annotationsT}}
-	s.labelsSrc = source{strs: orEmpty(s.inv.alert.Labels)}
-	s.annotationsSrc = source{strs: orEmpty(s.inv.alert.Annotations)}
-	s.msgSrc = source{msg: s.inv.msg}
+	// Pointers are written only when they change, and the sources field
+	// by field: see runOn.
+	s.reuse(&s.labelsT)
+	s.reuse(&s.annotationsT)
+	s.reuse(&s.msgT)
+	a := s.inv.alert
+	s.alertSrc.alert = a
+	if s.alertSrc.kids[0] != s.labelsT || s.alertSrc.kids[1] != s.annotationsT {
+		s.alertSrc.kids[0], s.alertSrc.kids[1] = s.labelsT, s.annotationsT
+	}
+	s.labelsSrc.strs = orEmpty(a.Labels)
+	s.annotationsSrc.strs = orEmpty(a.Annotations)
+	s.msgSrc.msg = s.inv.msg
 	s.loadAlert()
 	// A script may have reassigned these without adding a key.
 	s.setEnv("_G", s.envTable)
@@ -192,13 +199,12 @@ func (s *state) begin() *lua.LTable {
 	return s.envTable
 }
 
-// reuse returns t if it is still an untouched proxy, or else a new one for
-// source() to recognise as alert.labels, alert.annotations or msg.
-func (s *state) reuse(t *lua.LTable) *lua.LTable {
-	if t == nil || t.Metatable != s.proxyMeta {
-		return s.emptyProxy()
+// reuse keeps *t if it is still an untouched proxy, or else makes a new one
+// for source() to recognise as alert.labels, alert.annotations or msg.
+func (s *state) reuse(t **lua.LTable) {
+	if *t == nil || (*t).Metatable != s.proxyMeta {
+		*t = s.emptyProxy()
 	}
-	return t
 }
 
 // orEmpty returns m, or an empty map for nil: a proxy's source must be
@@ -220,10 +226,18 @@ func (s *state) setEnv(key string, v lua.LValue) {
 
 // end forgets the invocation's tables.
 func (s *state) end() {
-	s.alertSrc, s.labelsSrc, s.annotationsSrc, s.msgSrc = source{}, source{}, source{}, source{}
-	if len(s.proxies) > 64 {
+	// What msg's fields made is this invocation's; the rest is kept for
+	// the next, but no Go data of this one, which may be large.
+	for i, kid := range s.msgSrc.kids {
+		if kid != nil {
+			s.msgSrc.kids[i] = nil
+		}
+	}
+	s.alertSrc.alert, s.labelsSrc.strs, s.annotationsSrc.strs, s.msgSrc.msg = nil, nil, nil, nil
+	switch {
+	case len(s.proxies) > 64:
 		s.proxies = make(map[*lua.LTable]*source) // clear keeps a big map's buckets
-	} else {
+	case len(s.proxies) > 0:
 		clear(s.proxies)
 	}
 }
