@@ -6,6 +6,7 @@ import (
 	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -35,34 +36,48 @@ const (
 const maxRep = 16 << 20
 
 // stopCtx is a state's context. Once stopped, the state is not used again.
+//
+// gopher-lua selects on Done() before every instruction, and a receive from
+// a channel that is never ready still costs a tenth of a short rule. So
+// Done is nil until the watchdog stops the state, and a channel already
+// closed after: a select on a nil channel costs nothing. A context's Done
+// should return the same channel every time; gopher-lua, its only user,
+// reads it afresh for every instruction, which is what this relies on.
 type stopCtx struct {
-	done chan struct{}
-	err  error // set before done is closed
+	stopped atomic.Bool
 }
 
 var _ context.Context = (*stopCtx)(nil)
 
-func newStopCtx() *stopCtx { return &stopCtx{done: make(chan struct{})} }
+// closedChan is the Done of every stopped stopCtx.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+func newStopCtx() *stopCtx { return &stopCtx{} }
 
 func (c *stopCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *stopCtx) Done() <-chan struct{}       { return c.done }
 func (c *stopCtx) Value(any) any               { return nil }
 
-func (c *stopCtx) Err() error {
-	select {
-	case <-c.done:
-		return c.err
-	default:
-		return nil
+func (c *stopCtx) Done() <-chan struct{} {
+	if c.stopped.Load() {
+		return closedChan
 	}
+	return nil
+}
+
+func (c *stopCtx) Err() error {
+	if c.stopped.Load() {
+		return errStopped
+	}
+	return nil
 }
 
 var errStopped = errors.New("stopped")
 
-func (c *stopCtx) stop() {
-	c.err = errStopped
-	close(c.done)
-}
+func (c *stopCtx) stop() { c.stopped.Store(true) }
 
 // watchdog stops invocations; see above.
 type watchdog struct {
