@@ -79,6 +79,8 @@ func (s *state) execFields(L *lua.LState) int {
 			} else {
 				names, values = append(names, string(k)), append(values, L.Get(i+1))
 			}
+		default: // only from a script calling execFields itself
+			argError(L, "exec", 1, "unexpected key "+k.String())
 		}
 	}
 	n := 0
@@ -113,8 +115,10 @@ func callWithTable(L *lua.LState) int {
 		switch k := L.Get(i).(type) {
 		case lua.LNumber:
 			t.RawSetInt(fieldIndex(L, k), L.Get(i+1))
-		default:
-			t.RawSet(k, L.Get(i+1))
+		case lua.LString:
+			t.RawSetString(string(k), L.Get(i+1))
+		default: // only from a script calling execFields itself
+			argError(L, "exec", 1, "unexpected key "+k.String())
 		}
 	}
 	L.Push(L.Get(1))

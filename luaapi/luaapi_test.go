@@ -302,6 +302,11 @@ func TestScriptErrors(t *testing.T) {
 		{"env('A', nil)", "rule.lua:1: bad argument #2 to env (string or number expected, got nil)"},
 		{"local t = nil\nexec(t.x)", "rule.lua:2: attempt to index a non-table object(nil) with key 'x'"},
 		{"error('custom')", "rule.lua:1: custom"},
+		// The host function behind exec{...} checks what a script that
+		// calls it by its name gives it.
+		{"_G['<exec>'](exec, 5e7, 'x')", "rule.lua:1: bad argument #1 to exec (unexpected key 50000000)"},
+		{"_G['<exec>'](exec, true, 'x')", "rule.lua:1: bad argument #1 to exec (unexpected key true)"},
+		{"_G['<exec>'](print, 0, 'x')", "rule.lua:1: bad argument #1 to exec (unexpected key 0)"},
 	} {
 		res, err := run(t, tc.src)
 		if err == nil || err.Error() != tc.err {
