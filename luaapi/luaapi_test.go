@@ -213,6 +213,21 @@ func compareRewrite(t *testing.T, src string, slow, fast *Script) {
 	}
 }
 
+// TestExecFieldsRegisters: a script whose exec{} compiles only as written,
+// for want of registers, still compiles.
+func TestExecFieldsRegisters(t *testing.T) {
+	var src strings.Builder
+	for i := range 190 {
+		fmt.Fprintf(&src, "local v%d = %d\n", i, i)
+	}
+	src.WriteString(`exec{"a", v189, max = 1, timeout = "1m", wait = false, stdin = "x", ignore_resolved = true,
+		notify_on_failure = false, resolved_signal = "TERM"}`)
+	res, err := run(t, src.String())
+	if err != nil || len(res.Execs) != 1 || !slices.Equal(res.Execs[0].Args, []string{"189"}) || *res.Execs[0].Max != 1 {
+		t.Errorf("%+v %v", res, err)
+	}
+}
+
 // TestExecFields: exec{...}, which Compile turns into a call with the
 // table's fields as arguments, behaves exactly as with the table.
 func TestExecFields(t *testing.T) {

@@ -39,10 +39,20 @@ func compile(name, src string, fast bool) (*Script, error) {
 	if err != nil {
 		return nil, syntaxError(name, strings.Count(strings.TrimRight(src, "\n"), "\n")+1, err)
 	}
+	var proto *lua.FunctionProto
 	if fast {
 		rewrite(chunk)
+		proto, err = lua.Compile(chunk, name)
+		if err != nil {
+			// A rewritten exec{} takes two registers a field where the
+			// table took none for a named one: a function close to
+			// gopher-lua's 200 registers compiles only as written.
+			chunk, _ = parse.Parse(strings.NewReader(src), name)
+		}
 	}
-	proto, err := lua.Compile(chunk, name)
+	if proto == nil {
+		proto, err = lua.Compile(chunk, name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
