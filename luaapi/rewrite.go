@@ -8,10 +8,13 @@ import (
 
 // Compile rewrites two calls that cost more than the rest of a short rule
 // into calls of host functions under global names no script can write as a
-// variable. Each checks at run time that the script has not put another
-// function in exec or skip, and behaves exactly as the call it stands for;
-// tests compare every case with and without the rewrite. A script that
-// declares a local exec or skip anywhere keeps that call as written.
+// variable (it can still reach them as _G["<exec>"], and they check what
+// they are given). Each checks at run time that the script has not put
+// another function in exec or skip, and behaves exactly as the call it
+// stands for; tests compare every case with and without the rewrite. A
+// script that declares a local exec or skip anywhere keeps that call as
+// written, and one that the rewrite leaves short of registers compiles as
+// written.
 //
 // skip() ends an invocation by raising an error, and unwinding the Go stack
 // through gopher-lua is slow. But most skips are a statement of the main
