@@ -2,6 +2,9 @@ package luaapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +67,59 @@ func FuzzHostFunctions(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzRewrite holds Compile's rewrites (rewrite.go) to the scripts as
+// written: mutated around skip statements and exec{} calls, every script
+// that compiles must give the same result and the same error both ways.
+// Scripts whose results depend on more than the script (iteration order,
+// addresses, the clock) are left out. go test runs the seeds and
+// testdata/fuzz/FuzzRewrite.
+func FuzzRewrite(f *testing.F) {
+	for _, seed := range []string{
+		`exec{"a", "b", max = 1, timeout = "10m"} skip("x") exec("c")`,
+		`local function f() return "x", "y" end exec{"a", f(), max = f(), "z"} exec{"b", f()}`,
+		`local function f(...) exec{"a", ..., wait = false} skip(...) end f(1, 2)`,
+		`if alert.status == "firing" then skip("firing") end exec{alert.labels.instance, max = 2, max = nil}`,
+		`for i = 1, 3 do exec{"a", i, [i] = "x"} if i == 2 then skip(i) end end`,
+		`exec = function(t) env("N", #t) end exec{"a", nil, "c", bogus = 1}`,
+		`skip = exec skip("a", "b")`,
+		`local skip = skip skip("a")`,
+		`repeat exec{"a"} skip({}) until true`,
+		`exec{"a", exec{"b", max = -1}, "c"}`,
+		`exec{"a", stdin = alert.annotations.summary, resolved_signal = 15, ignore_resolved = false}`,
+	} {
+		f.Add(seed)
+	}
+	vm := NewVM(50*time.Millisecond, 0, nil)
+	f.Fuzz(func(t *testing.T, src string) {
+		for _, unstable := range []string{"pairs", "next", "random", "tostring"} {
+			if strings.Contains(src, unstable) {
+				return
+			}
+		}
+		slow, err := compile("fuzz.lua", src, false)
+		if err != nil {
+			return
+		}
+		fast, err := compile("fuzz.lua", src, true)
+		if err != nil {
+			t.Fatalf("compiles as written but not rewritten: %v", err)
+		}
+		n := notification()
+		want, wantErr := vm.Run(context.Background(), slow, "route", n, 0)
+		got, gotErr := vm.Run(context.Background(), fast, "route", n, 0)
+		if strings.Contains(fmt.Sprint(wantErr, gotErr), "0x") || isStop(wantErr) || isStop(gotErr) {
+			return // an address in the message, or the watchdog's timing
+		}
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\nrewritten:  %+v %v\nas written: %+v %v", src, got, gotErr, want, wantErr)
+		}
+	})
+}
+
+// isStop reports whether err is the watchdog stopping a script.
+func isStop(err error) bool {
+	lerr, ok := errors.AsType[*Error](err)
+	return ok && lerr.Kind != KindError
 }
