@@ -174,15 +174,12 @@ func (s *state) begin() *lua.LTable {
 		s.envTable.Metatable = s.envMeta
 		s.envDirty = false
 	}
-	if s.alertT == nil || s.alertT.Metatable != s.alertMeta {
-		s.alertT = s.L.CreateTable(0, 0)
-		s.alertT.Metatable = s.alertMeta
-	}
 	// Pointers are written only when they change, and the sources field
 	// by field: see runOn.
-	s.reuse(&s.labelsT)
-	s.reuse(&s.annotationsT)
-	s.reuse(&s.msgT)
+	s.reuse(&s.alertT, s.alertMeta)
+	s.reuse(&s.labelsT, s.proxyMeta)
+	s.reuse(&s.annotationsT, s.proxyMeta)
+	s.reuse(&s.msgT, s.proxyMeta)
 	a := s.inv.alert
 	s.alertSrc.alert = a
 	if s.alertSrc.kids[0] != s.labelsT || s.alertSrc.kids[1] != s.annotationsT {
@@ -199,11 +196,13 @@ func (s *state) begin() *lua.LTable {
 	return s.envTable
 }
 
-// reuse keeps *t if it is still an untouched proxy, or else makes a new one
-// for source() to recognise as alert.labels, alert.annotations or msg.
-func (s *state) reuse(t **lua.LTable) {
-	if *t == nil || (*t).Metatable != s.proxyMeta {
-		*t = s.emptyProxy()
+// reuse keeps *t if it is still an untouched proxy with metatable meta, or
+// else makes a new one for source() to recognise as alert, alert.labels,
+// alert.annotations or msg.
+func (s *state) reuse(t **lua.LTable, meta *lua.LTable) {
+	if *t == nil || (*t).Metatable != meta {
+		*t = s.L.CreateTable(0, 0)
+		(*t).Metatable = meta
 	}
 }
 
