@@ -32,14 +32,15 @@ var (
 )
 
 func (s *state) proxy(src *source) *lua.LTable {
-	t := s.emptyProxy()
+	t := s.newProxy(s.proxyMeta)
 	s.proxies[t] = src
 	return t
 }
 
-func (s *state) emptyProxy() *lua.LTable {
+// newProxy returns an empty table with metatable meta.
+func (s *state) newProxy(meta *lua.LTable) *lua.LTable {
 	t := s.L.CreateTable(0, 0)
-	t.Metatable = s.proxyMeta
+	t.Metatable = meta
 	return t
 }
 
@@ -130,6 +131,10 @@ func (s *state) source(t *lua.LTable) *source {
 		if s.msgSrc.msg != nil {
 			return &s.msgSrc
 		}
+	case s.alertBack: // it reads the fields alertBack does not hold
+		if s.alertSrc.alert != nil {
+			return &s.alertSrc
+		}
 	}
 	return s.proxies[t]
 }
@@ -196,11 +201,7 @@ func (s *state) loadAlert() {
 
 // proxyIndex is a proxy's __index: it reads the Go value.
 func (s *state) proxyIndex(L *lua.LState) int {
-	t := L.CheckTable(1)
-	src := s.source(t)
-	if t == s.alertBack {
-		src = &s.alertSrc
-	}
+	src := s.source(L.CheckTable(1))
 	key, ok := L.Get(2).(lua.LString)
 	if src == nil || !ok {
 		L.Push(lua.LNil)

@@ -201,8 +201,7 @@ func (s *state) begin() *lua.LTable {
 // alert.annotations or msg.
 func (s *state) reuse(t **lua.LTable, meta *lua.LTable) {
 	if *t == nil || (*t).Metatable != meta {
-		*t = s.L.CreateTable(0, 0)
-		(*t).Metatable = meta
+		*t = s.newProxy(meta)
 	}
 }
 
