@@ -34,7 +34,7 @@ func (s *state) exec(L *lua.LState) int {
 			}
 			key, ok := k.(lua.LString)
 			if !ok {
-				argError(L, "exec", 1, "unexpected key "+k.String())
+				unexpectedKey(L, k)
 			}
 			option(L, &e, string(key), v)
 		}
@@ -80,7 +80,7 @@ func (s *state) execFields(L *lua.LState) int {
 				names, values = append(names, string(k)), append(values, L.Get(i+1))
 			}
 		default: // only from a script calling execFields itself
-			argError(L, "exec", 1, "unexpected key "+k.String())
+			unexpectedKey(L, k)
 		}
 	}
 	n := 0
@@ -93,7 +93,7 @@ func (s *state) execFields(L *lua.LState) int {
 	}
 	for i := n; i < len(items); i++ {
 		if items[i] != lua.LNil {
-			argError(L, "exec", 1, fmt.Sprint("unexpected key ", i+1))
+			unexpectedKey(L, lua.LNumber(i+1))
 		}
 	}
 	var e Exec
@@ -118,7 +118,7 @@ func callWithTable(L *lua.LState) int {
 		case lua.LString:
 			t.RawSetString(string(k), L.Get(i+1))
 		default: // only from a script calling execFields itself
-			argError(L, "exec", 1, "unexpected key "+k.String())
+			unexpectedKey(L, k)
 		}
 	}
 	L.Push(L.Get(1))
@@ -132,9 +132,15 @@ func callWithTable(L *lua.LState) int {
 func fieldIndex(L *lua.LState, k lua.LNumber) int {
 	index := int(k)
 	if float64(index) != float64(k) || index < 1 || index > maxFields {
-		argError(L, "exec", 1, "unexpected key "+k.String())
+		unexpectedKey(L, k)
 	}
 	return index
+}
+
+// unexpectedKey raises exec's error for a table key that is neither a
+// positional index nor an option name.
+func unexpectedKey(L *lua.LState, k lua.LValue) {
+	argError(L, "exec", 1, "unexpected key "+k.String())
 }
 
 // record adds the Exec for a command line, unless the invocation skipped.
