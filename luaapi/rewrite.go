@@ -33,7 +33,7 @@ const (
 	skipReturnName = "<skip>"
 	execFieldsName = "<exec>"
 	// maxFields bounds the fields of a rewritten exec{}: each takes two
-	// registers of the call, and a function has at most 250.
+	// registers of the call, and gopher-lua gives a function 200.
 	maxFields = 64
 )
 
@@ -79,7 +79,7 @@ func rewriteSkips(stmts []ast.Stmt) {
 		switch st := st.(type) {
 		case *ast.FuncCallStmt:
 			if call, ok := st.Expr.(*ast.FuncCallExpr); ok && isGlobal(call.Func, "skip") && call.Receiver == nil {
-				stmts[i] = skipReturn(call)
+				stmts[i] = skipReturnStmt(call)
 			}
 		case *ast.DoBlockStmt:
 			rewriteSkips(st.Stmts)
@@ -98,8 +98,8 @@ func rewriteSkips(stmts []ast.Stmt) {
 	}
 }
 
-// skipReturn is the statement that replaces the call skip(...).
-func skipReturn(call *ast.FuncCallExpr) ast.Stmt {
+// skipReturnStmt is the statement that replaces the call skip(...).
+func skipReturnStmt(call *ast.FuncCallExpr) ast.Stmt {
 	cond := &ast.FuncCallExpr{Func: ident(skipReturnName, call), Args: append([]ast.Expr{call.Func}, call.Args...)}
 	at(cond, call)
 	ret := &ast.ReturnStmt{}
