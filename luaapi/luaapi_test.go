@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -597,6 +598,81 @@ assert(#(("x"):rep(1024):gsub("x", "yy")) == 2048)`, ""},
 			t.Errorf("%s: %v", tc.src, err)
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: err = %v, want %q", tc.src, err, tc.err)
+		}
+	}
+}
+
+// TestPrefill: the label and annotation names a script reads by name are set
+// on its tables before it runs. Scripts that read, write, remove and list
+// them, by name, through a local and by a computed name, take turns on one
+// state over alerts whose labels come and go, often the same script for
+// several alerts in a row; each must see what it sees when compiled without
+// that, on a state of its own.
+func TestPrefill(t *testing.T) {
+	srcs := []string{
+		`exec("r", alert.labels.a or "-", alert.labels.b or "-", alert.annotations.a or "-")`,
+		`alert.labels.a = "w" exec("w", alert.labels.a, alert.labels.b or "-")`,
+		`alert.labels.a = nil
+		local ks = {}
+		for k, v in pairs(alert.labels) do ks[#ks + 1] = k .. "=" .. v end
+		table.sort(ks)
+		exec("d", table.concat(ks, ","), alert.labels.a or "-")`,
+		`local l = alert.labels exec("l", l.b or "-", l.c or "-", rawget(l, "a") or "-")`,
+		`if alert.labels.a then alert.annotations.a = alert.labels.a .. "!" end
+		exec("m", alert.annotations.a or "-", alert.labels.a or "-", alert.labels.c or "-")`,
+		`local k = "a" exec("k", alert.labels[k] or "-", alert.labels.b or "-")`,
+		`local ks = {}
+		for k, v in pairs(alert.labels) do ks[#ks + 1] = k .. "=" .. v end
+		for k, v in pairs(alert.annotations) do ks[#ks + 1] = "@" .. k .. "=" .. v end
+		table.sort(ks)
+		exec("p", table.concat(ks, ","))`,
+		`if alert.labels.b == "1" then alert.labels.a = "w" end
+		if alert.labels.b == "2" then alert.labels.a = nil end
+		exec("c", alert.labels.a or "-")`,
+	}
+	var fast, slow []*Script
+	for i, src := range srcs {
+		name := fmt.Sprintf("s%d.lua", i)
+		f, err := compile(name, src, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := compile(name, src, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, slow = append(fast, f), append(slow, s)
+	}
+	if len(fast[0].labelKeys) != 2 || !slices.Equal(fast[3].labelKeys, []string{"b", "c"}) || len(slow[0].labelKeys) != 0 {
+		t.Fatalf("keys %q %q %q", fast[0].labelKeys, fast[3].labelKeys, slow[0].labelKeys)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	some := func(names ...string) map[string]string {
+		m := map[string]string{}
+		for _, k := range names {
+			if v := rnd.IntN(3); v > 0 {
+				m[k] = fmt.Sprint(v)
+			}
+		}
+		return m
+	}
+	n := &Notification{}
+	for range 400 {
+		n.Alerts = append(n.Alerts, Alert{Status: "firing", Labels: some("a", "b", "c"), Annotations: some("a")})
+	}
+	vm := NewVM(time.Minute, 0, nil)
+	fs, ss := newState(), newState()
+	defer fs.L.Close()
+	defer ss.L.Close()
+	s := 0
+	for i := range n.Alerts {
+		if rnd.IntN(2) == 0 { // or the same again, as for a notification's alerts
+			s = rnd.IntN(len(srcs))
+		}
+		got, err := vm.runOn(context.Background(), fs, fast[s], "r", n, i)
+		want, werr := vm.runOn(context.Background(), ss, slow[s], "r", n, i)
+		if err != nil || werr != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("alert %d %v, script %d:\n got  %+v %v\n want %+v %v", i, n.Alerts[i], s, got, err, want, werr)
 		}
 	}
 }

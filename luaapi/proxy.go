@@ -1,6 +1,8 @@
 package luaapi
 
 import (
+	"slices"
+
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -154,8 +156,11 @@ func (s *state) fill(t *lua.LTable) {
 	case src.msg != nil:
 		fields = msgFields
 	default:
+		set := s.prefilledOn(t)
 		for k, v := range src.strs {
-			t.RawSetString(k, lua.LString(v))
+			if !slices.Contains(set, k) { // the script may have changed it
+				t.RawSetString(k, lua.LString(v))
+			}
 		}
 	}
 	for _, k := range fields {
@@ -201,9 +206,12 @@ func (s *state) loadAlert() {
 
 // proxyIndex is a proxy's __index: it reads the Go value.
 func (s *state) proxyIndex(L *lua.LState) int {
-	src := s.source(L.CheckTable(1))
+	t := L.CheckTable(1)
+	src := s.source(t)
 	key, ok := L.Get(2).(lua.LString)
-	if src == nil || !ok {
+	// A name prefill set is a field of t, or was until the script
+	// removed it: either way t itself has the answer, nil.
+	if src == nil || !ok || slices.Contains(s.prefilledOn(t), string(key)) {
 		L.Push(lua.LNil)
 		return 1
 	}
@@ -252,4 +260,80 @@ func (s *state) rawget(L *lua.LState) int {
 	s.fill(t)
 	L.Push(t.RawGet(L.CheckAny(2)))
 	return 1
+}
+
+// Reading a label through a proxy is a Go call from the script, and most
+// rules read a few labels by name: alert.labels.instance. So before a script
+// runs, the names it reads (Script.labelKeys, found by readKeys) are set on
+// the alert.labels proxy as ordinary fields, the ones the alert has, and
+// the names it has not are removed: a read of a name present costs a table
+// lookup. The proxy still reads every other name through to Go, and fills
+// itself as before; what was set agrees with what it fills in. prefilled
+// mirrors what was set on one proxy, so that from one alert to the next
+// only the values that changed are written.
+type prefilled struct {
+	t    *lua.LTable
+	keys []string // a Script's labelKeys or annotationKeys
+	vals []string
+	has  []bool
+}
+
+// prefilledOn returns the names prefill set on t.
+func (s *state) prefilledOn(t *lua.LTable) []string {
+	for _, p := range []*prefilled{&s.labelsSet, &s.annotationsSet} {
+		if p.t == t {
+			return p.keys
+		}
+	}
+	return nil
+}
+
+// written reports whether a script wrote one of the names set on t: a
+// write to a field a table has does not call __newindex, so the proxy does
+// not know. The caller then drops the proxy.
+func (p *prefilled) written(t *lua.LTable) bool {
+	if p.t != t {
+		return false
+	}
+	for i, k := range p.keys {
+		v := t.RawGetString(k)
+		if s, ok := v.(lua.LString); ok != p.has[i] || (ok && string(s) != p.vals[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// prefill sets keys on t, the proxy for m.
+func (p *prefilled) prefill(t *lua.LTable, m map[string]string, keys []string) {
+	if p.t != t { // a new, empty proxy
+		p.t, p.keys = t, nil
+	}
+	if !sameKeys(p.keys, keys) { // another script's names
+		for i, k := range p.keys {
+			if p.has[i] {
+				t.RawSetString(k, lua.LNil)
+			}
+		}
+		p.keys = keys
+		p.vals = append(p.vals[:0], make([]string, len(keys))...)
+		p.has = append(p.has[:0], make([]bool, len(keys))...)
+	}
+	for i, k := range keys {
+		v, ok := m[k]
+		if ok == p.has[i] && v == p.vals[i] {
+			continue
+		}
+		if ok {
+			t.RawSetString(k, lua.LString(v))
+		} else {
+			t.RawSetString(k, lua.LNil)
+		}
+		p.has[i], p.vals[i] = ok, v
+	}
+}
+
+// sameKeys reports whether a and b are the same slice.
+func sameKeys(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }

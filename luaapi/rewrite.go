@@ -1,6 +1,7 @@
 package luaapi
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/yuin/gopher-lua/ast"
@@ -255,4 +256,50 @@ func walk(stmts []ast.Stmt, stmt func(ast.Stmt), expr func(ast.Expr)) {
 		}
 	}
 	block(stmts)
+}
+
+// maxKeys bounds the names readKeys returns of each kind: prefill looks
+// each one up for every alert.
+const maxKeys = 16
+
+// readKeys returns the names a chunk reads by name from a labels and an
+// annotations table: K in alert.labels.K, alert.labels["K"] and
+// alert.annotations.K, and in x.K for a variable x that may hold one of them
+// (local l = alert.labels). A name it misses is read through the proxy, a
+// name too many is one more lookup.
+func readKeys(chunk []ast.Stmt) (labels, annotations []string) {
+	add := func(list []string, k string) []string {
+		if len(list) < maxKeys && !slices.Contains(list, k) {
+			list = append(list, k)
+		}
+		return list
+	}
+	walk(chunk, func(ast.Stmt) {}, func(e ast.Expr) {
+		get, ok := e.(*ast.AttrGetExpr)
+		if !ok {
+			return
+		}
+		key, ok := get.Key.(*ast.StringExpr)
+		if !ok {
+			return
+		}
+		switch obj := get.Object.(type) {
+		case *ast.AttrGetExpr:
+			switch of, _ := obj.Key.(*ast.StringExpr); {
+			case of == nil:
+			case of.Value == "labels":
+				labels = add(labels, key.Value)
+			case of.Value == "annotations":
+				annotations = add(annotations, key.Value)
+			}
+		case *ast.IdentExpr:
+			switch obj.Value {
+			case "alert", "msg", "_G", "string", "table", "math":
+			default:
+				labels = add(labels, key.Value)
+				annotations = add(annotations, key.Value)
+			}
+		}
+	})
+	return labels, annotations
 }

@@ -47,6 +47,8 @@ type state struct {
 	// The alert proxy's own metatable, and the table its __index reads.
 	alertMeta, alertBack *lua.LTable
 	backed               backed
+	// What prefill set on alert.labels and alert.annotations.
+	labelsSet, annotationsSet prefilled
 
 	inv invocation // the one running now, read by the host functions
 
@@ -168,7 +170,7 @@ func newState() *state {
 // begin prepares the state for s.inv and returns its environment. The
 // environment and the alert and msg proxies are reused while they are clean:
 // allocating them is most of the cost of a short rule.
-func (s *state) begin() *lua.LTable {
+func (s *state) begin(sc *Script) *lua.LTable {
 	if s.envTable == nil || s.envDirty {
 		s.envTable = s.L.CreateTable(0, 4)
 		s.envTable.Metatable = s.envMeta
@@ -177,6 +179,12 @@ func (s *state) begin() *lua.LTable {
 	// Pointers are written only when they change, and the sources field
 	// by field: see runOn.
 	s.reuse(&s.alertT, s.alertMeta)
+	if s.labelsSet.written(s.labelsT) {
+		s.labelsT = nil
+	}
+	if s.annotationsSet.written(s.annotationsT) {
+		s.annotationsT = nil
+	}
 	s.reuse(&s.labelsT, s.proxyMeta)
 	s.reuse(&s.annotationsT, s.proxyMeta)
 	s.reuse(&s.msgT, s.proxyMeta)
@@ -189,6 +197,8 @@ func (s *state) begin() *lua.LTable {
 	s.annotationsSrc.strs = orEmpty(a.Annotations)
 	s.msgSrc.msg = s.inv.msg
 	s.loadAlert()
+	s.labelsSet.prefill(s.labelsT, s.labelsSrc.strs, sc.labelKeys)
+	s.annotationsSet.prefill(s.annotationsT, s.annotationsSrc.strs, sc.annotationKeys)
 	// A script may have reassigned these without adding a key.
 	s.setEnv("_G", s.envTable)
 	s.setEnv("alert", s.alertT)

@@ -18,6 +18,9 @@ import (
 type Script struct {
 	name  string
 	proto *lua.FunctionProto
+	// The label and annotation names the script reads by name, set on
+	// the alert's tables before it runs (see prefill).
+	labelKeys, annotationKeys []string
 }
 
 // Name is the script's name as errors show it.
@@ -40,7 +43,9 @@ func compile(name, src string, fast bool) (*Script, error) {
 		return nil, syntaxError(name, strings.Count(strings.TrimRight(src, "\n"), "\n")+1, err)
 	}
 	var proto *lua.FunctionProto
+	var labelKeys, annotationKeys []string
 	if fast {
+		labelKeys, annotationKeys = readKeys(chunk)
 		rewrite(chunk)
 		proto, err = lua.Compile(chunk, name)
 		if err != nil {
@@ -59,7 +64,7 @@ func compile(name, src string, fast bool) (*Script, error) {
 	// A main chunk is a vararg function, for which gopher-lua builds the
 	// Lua 5.0 `arg` table on every call. Rules get no arguments; skip it.
 	proto.IsVarArg &^= lua.VarArgNeedsArg
-	return &Script{name: name, proto: proto}, nil
+	return &Script{name: name, proto: proto, labelKeys: labelKeys, annotationKeys: annotationKeys}, nil
 }
 
 // syntaxError renders gopher-lua's parse error ("name line:3(column:5)
@@ -217,7 +222,7 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	}
 	inv.res.reset()
 	fn := st.function(s)
-	if env := st.begin(); fn.Env != env {
+	if env := st.begin(s); fn.Env != env {
 		fn.Env = env
 	}
 	vm.dog.enter(inv)
