@@ -88,6 +88,8 @@ func FuzzRewrite(f *testing.F) {
 		`repeat exec{"a"} skip({}) until true`,
 		`exec{"a", exec{"b", max = -1}, "c"}`,
 		`exec{"a", stdin = alert.annotations.summary, resolved_signal = 15, ignore_resolved = false}`,
+		`if alert.status ~= "firing" or alert.labels.mountpoint == nil then skip("guard") end exec("a")`,
+		`if not (alert.annotations.runbook_url and alert.labels["instance"] == "db1:9100") then return end exec("a")`,
 	} {
 		f.Add(seed)
 	}
@@ -107,13 +109,15 @@ func FuzzRewrite(f *testing.F) {
 			t.Fatalf("compiles as written but not rewritten: %v", err)
 		}
 		n := notification()
-		want, wantErr := vm.Run(context.Background(), slow, "route", n, 0)
-		got, gotErr := vm.Run(context.Background(), fast, "route", n, 0)
-		if strings.Contains(fmt.Sprint(wantErr, gotErr), "0x") || isStop(wantErr) || isStop(gotErr) {
-			return // an address in the message, or the watchdog's timing
-		}
-		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
-			t.Errorf("%s:\nrewritten:  %+v %v\nas written: %+v %v", src, got, gotErr, want, wantErr)
+		for i := range n.Alerts { // one firing, one resolved
+			want, wantErr := vm.Run(context.Background(), slow, "route", n, i)
+			got, gotErr := vm.Run(context.Background(), fast, "route", n, i)
+			if strings.Contains(fmt.Sprint(wantErr, gotErr), "0x") || isStop(wantErr) || isStop(gotErr) {
+				return // an address in the message, or the watchdog's timing
+			}
+			if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, alert %d:\nrewritten:  %+v %v\nas written: %+v %v", src, i, got, gotErr, want, wantErr)
+			}
 		}
 	})
 }

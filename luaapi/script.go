@@ -21,6 +21,9 @@ type Script struct {
 	// The label and annotation names the script reads by name, set on
 	// the alert's tables before it runs (see prefill).
 	labelKeys, annotationKeys []string
+	// guards are the script's leading statements that Run decides in Go
+	// (see guard.go).
+	guards []guard
 }
 
 // Name is the script's name as errors show it.
@@ -44,7 +47,9 @@ func compile(name, src string, fast bool) (*Script, error) {
 	}
 	var proto *lua.FunctionProto
 	var labelKeys, annotationKeys []string
+	var gs []guard
 	if fast {
+		gs = guards(chunk)
 		labelKeys, annotationKeys = readKeys(chunk)
 		rewrite(chunk)
 		proto, err = lua.Compile(chunk, name)
@@ -64,7 +69,7 @@ func compile(name, src string, fast bool) (*Script, error) {
 	// A main chunk is a vararg function, for which gopher-lua builds the
 	// Lua 5.0 `arg` table on every call. Rules get no arguments; skip it.
 	proto.IsVarArg &^= lua.VarArgNeedsArg
-	return &Script{name: name, proto: proto, labelKeys: labelKeys, annotationKeys: annotationKeys}, nil
+	return &Script{name: name, proto: proto, labelKeys: labelKeys, annotationKeys: annotationKeys, guards: gs}, nil
 }
 
 // syntaxError renders gopher-lua's parse error ("name line:3(column:5)
@@ -196,6 +201,11 @@ func (inv *invocation) stop(kind string) {
 // Run runs a script for one alert of a notification (index into n.Alerts).
 // Errors are one line naming script:line; a run that errs asks for nothing.
 func (vm *VM) Run(ctx context.Context, s *Script, route string, n *Notification, index int) (Result, error) {
+	if len(s.guards) > 0 && ctx.Err() == nil {
+		if res, ok := decide(s.guards, &n.Alerts[index]); ok {
+			return res, nil
+		}
+	}
 	st := vm.pool.Get().(*state)
 	res, err := vm.runOn(ctx, st, s, route, n, index)
 	if err != nil || st.ctx.Err() != nil {
