@@ -220,6 +220,12 @@ func (d *decision) commands(set *rules.Set) {
 }
 
 func (d *decision) routes(ctx context.Context, r *Rules) {
+	defer func() {
+		if d.notif != nil {
+			releaseView(d.notif)
+			d.notif = nil
+		}
+	}()
 	for ri, route := range r.Set.Routes {
 		for i := range d.msg.Alerts {
 			a := &d.msg.Alerts[i]
