@@ -59,8 +59,8 @@ func (s *state) execFields(L *lua.LState) int {
 		return callWithTable(L)
 	}
 	// items[i] is positional item i+1; names and values the named
-	// fields, each once, where the name came first, with its last value,
-	// as in a table.
+	// fields, each once, with its last value, as in a table: in the
+	// order they first had a value other than nil.
 	var itemsBuf [8]lua.LValue
 	var namesBuf [8]string
 	var valuesBuf [8]lua.LValue
@@ -74,10 +74,11 @@ func (s *state) execFields(L *lua.LState) int {
 			}
 			items[index-1] = L.Get(i + 1)
 		case lua.LString:
+			v := L.Get(i + 1)
 			if j := slices.Index(names, string(k)); j >= 0 {
-				values[j] = L.Get(i + 1)
-			} else {
-				names, values = append(names, string(k)), append(values, L.Get(i+1))
+				values[j] = v
+			} else if v != lua.LNil {
+				names, values = append(names, string(k)), append(values, v)
 			}
 		default: // only from a script calling execFields itself
 			unexpectedKey(L, k)

@@ -238,6 +238,9 @@ func TestExecFields(t *testing.T) {
 	}{
 		{`exec{"a", "b", max = 1, timeout = "10m", resolved_signal = "SIGTERM", ignore_resolved = true,
 		       notify_on_failure = false, stdin = "x", wait = false}`, true},
+		// Two unknown options: a table has bogus after other, since its
+		// first value was nil (FuzzRewrite found this).
+		{`exec{"a", bogus = nothing, other = 1, bogus = false}`, true},
 		{`exec{"a", 2, 3.5, -1e300}`, true},
 		{`exec({"a", "b"})`, true},
 		{`exec{"a"} exec{"b", wait = false} exec("c")`, true},
