@@ -21,7 +21,10 @@ import (
 // string constants, nil, true and false, using ==, ~=, not, and, or.
 // Nothing in that can fail, call a function or write anything, and
 // nothing ran before it: alert, skip and the alert's tables are amx's own.
-// The first statement that is not a guard ends the list.
+// The first statement that is not a guard ends the list, but for one case:
+// when it is the script's last, an if without else with such a condition
+// (if alert.labels.severity == "page" then exec(...) end), an alert for
+// which the condition is false has nothing left to run.
 
 // guard is one leading statement: when cond is true, the script returns,
 // or skips with reason.
@@ -58,17 +61,36 @@ func boolValue(b bool) value {
 	return value{kind: falseValue}
 }
 
-// guards returns the leading guards of a chunk.
+// guards returns the leading guards of a chunk, and the condition of its
+// last statement as one more when it is `if C then ... end` with nothing
+// after it: when C is false, the script does nothing.
 func guards(chunk []ast.Stmt) []guard {
 	var list []guard
-	for _, st := range chunk {
+	for i, st := range chunk {
 		g, ok := guardOf(st)
 		if !ok {
+			if last, ok := lastIf(st); ok && i == len(chunk)-1 {
+				list = append(list, last)
+			}
 			break
 		}
 		list = append(list, g)
 	}
 	return list
+}
+
+// lastIf returns `if C then ... end`, without else, as a guard that
+// returns when C is false.
+func lastIf(st ast.Stmt) (guard, bool) {
+	ifst, ok := st.(*ast.IfStmt)
+	if !ok || len(ifst.Else) != 0 {
+		return guard{}, false
+	}
+	c, ok := condOf(ifst.Condition)
+	if !ok {
+		return guard{}, false
+	}
+	return guard{cond: func(a *Alert) value { return boolValue(!c(a).truthy()) }}, true
 }
 
 // guardOf returns st as a guard, if it is one.

@@ -27,10 +27,17 @@ func TestGuards(t *testing.T) {
 		{`if true then skip("always") end`, 1},
 		{`skip("bench")`, 1},
 		{`return`, 1},
-		{`if alert.status == "resolved" then return end if alert.labels.instance == "db1:9100" then exec("one") end`, 1},
+		{`if alert.status == "resolved" then return end if alert.labels.instance == "db1:9100" then exec("one") end`, 2},
+		{`if alert.labels.a == "1" then env("X", "y") exec("one", alert.labels.b) end`, 1},
+		{`if alert.labels.a == "1" then exec("one") end -- nothing after it but a comment`, 1},
+		{`if alert.labels.a == "1" then skip("one") end`, 1},
 		// Not guards: the script runs as written.
 		{`local x = 1 if alert.status ~= "firing" then return end exec("a")`, 0},
 		{`if alert.status ~= "firing" then return else exec("b") end exec("a")`, 0},
+		{`if alert.labels.a == "1" then exec("one") end exec("two")`, 0},
+		{`if alert.labels.a == "1" then exec("one") else exec("two") end`, 0},
+		{`local b = alert.labels.b if alert.labels.a == "1" then exec("one", b) end`, 0},
+		{`if alert.labels.a:len() == 1 then exec("one") end`, 0},
 		{`if alert.status == "resolved" then return elseif alert.labels.instance then exec("i") end`, 0},
 		{`if alert.status ~= "firing" then return 1 end exec("a")`, 0},
 		{`if alert.status ~= "firing" then log("no") return end exec("a")`, 0},
@@ -90,7 +97,11 @@ func TestGuardsRandom(t *testing.T) {
 				fmt.Fprintf(&src, "if %s then skip(\"guard %d\") end\n", expr(rnd.IntN(4)), i)
 			}
 		}
-		src.WriteString(`exec("ran", alert.labels.a or "-")`)
+		if rnd.IntN(2) == 0 {
+			src.WriteString(`exec("ran", alert.labels.a or "-")`)
+		} else { // a last if, decided too when its condition is false
+			fmt.Fprintf(&src, "if %s then exec(\"ran\", alert.labels.a or \"-\") end", expr(rnd.IntN(4)))
+		}
 		fast, err := compile("rule.lua", src.String(), true)
 		if err != nil {
 			t.Fatalf("%s: %v", src.String(), err)
