@@ -69,9 +69,11 @@ func FuzzHostFunctions(f *testing.F) {
 	})
 }
 
-// FuzzRewrite holds Compile's rewrites (rewrite.go) to the scripts as
-// written: mutated around skip statements and exec{} calls, every script
-// that compiles must give the same result and the same error both ways.
+// FuzzRewrite holds what Compile does for speed (the rewrites of
+// rewrite.go, the names set before a run, the guards of guard.go) to the
+// scripts as written: mutated around skip statements, exec{} calls and
+// guards, every script that compiles must give the same result and the
+// same error both ways, for a firing and a resolved alert.
 // Scripts whose results depend on more than the script (iteration order,
 // addresses, the clock) are left out. go test runs the seeds and
 // testdata/fuzz/FuzzRewrite.

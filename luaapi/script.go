@@ -200,6 +200,7 @@ func (inv *invocation) stop(kind string) {
 
 // Run runs a script for one alert of a notification (index into n.Alerts).
 // Errors are one line naming script:line; a run that errs asks for nothing.
+// What the script's guards decide (guard.go) is answered without a state.
 func (vm *VM) Run(ctx context.Context, s *Script, route string, n *Notification, index int) (Result, error) {
 	if len(s.guards) > 0 && ctx.Err() == nil {
 		if res, ok := decide(s.guards, &n.Alerts[index]); ok {
