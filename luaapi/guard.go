@@ -82,11 +82,7 @@ func guards(chunk []ast.Stmt) []guard {
 // lastIf returns `if C then ... end`, without else, as a guard that
 // returns when C is false.
 func lastIf(st ast.Stmt) (guard, bool) {
-	ifst, ok := st.(*ast.IfStmt)
-	if !ok || len(ifst.Else) != 0 {
-		return guard{}, false
-	}
-	c, ok := condOf(ifst.Condition)
+	c, _, ok := plainIf(st)
 	if !ok {
 		return guard{}, false
 	}
@@ -95,23 +91,28 @@ func lastIf(st ast.Stmt) (guard, bool) {
 
 // guardOf returns st as a guard, if it is one.
 func guardOf(st ast.Stmt) (guard, bool) {
-	always := func(*Alert) value { return value{kind: trueValue} }
 	if g, ok := exit(st); ok { // return or skip(...) on its own
-		g.cond = always
+		g.cond = func(*Alert) value { return value{kind: trueValue} }
 		return g, true
 	}
+	c, body, ok := plainIf(st)
+	if !ok || len(body) != 1 {
+		return guard{}, false
+	}
+	g, ok := exit(body[0])
+	g.cond = c
+	return g, ok
+}
+
+// plainIf returns the condition and body of st if it is an if statement
+// without else whose condition a guard can evaluate.
+func plainIf(st ast.Stmt) (cond, []ast.Stmt, bool) {
 	ifst, ok := st.(*ast.IfStmt)
-	if !ok || len(ifst.Else) != 0 || len(ifst.Then) != 1 {
-		return guard{}, false
+	if !ok || len(ifst.Else) != 0 {
+		return nil, nil, false
 	}
-	g, ok := exit(ifst.Then[0])
-	if !ok {
-		return guard{}, false
-	}
-	if g.cond, ok = condOf(ifst.Condition); !ok {
-		return guard{}, false
-	}
-	return g, true
+	c, ok := condOf(ifst.Condition)
+	return c, ifst.Then, ok
 }
 
 // exit returns st as a guard without its condition, if it is `return`
@@ -205,22 +206,22 @@ func alertField(e *ast.AttrGetExpr) (cond, bool) {
 	if !ok {
 		return nil, false
 	}
-	var field func(a *Alert) map[string]string
+	k := key.Value
 	switch table.Value {
 	case "labels":
-		field = func(a *Alert) map[string]string { return a.Labels }
+		return func(a *Alert) value { return lookup(a.Labels, k) }, true
 	case "annotations":
-		field = func(a *Alert) map[string]string { return a.Annotations }
-	default:
-		return nil, false
+		return func(a *Alert) value { return lookup(a.Annotations, k) }, true
 	}
-	k := key.Value
-	return func(a *Alert) value {
-		if v, ok := field(a)[k]; ok {
-			return value{kind: stringValue, str: v}
-		}
-		return value{}
-	}, true
+	return nil, false
+}
+
+// lookup is m[k] as Lua sees it: a string, or nil when m has no k.
+func lookup(m map[string]string, k string) value {
+	if v, ok := m[k]; ok {
+		return value{kind: stringValue, str: v}
+	}
+	return value{}
 }
 
 // decide returns what the guards decide for a, and false when the script
