@@ -285,11 +285,9 @@ func readKeys(chunk []ast.Stmt) (labels, annotations []string) {
 		}
 		switch obj := get.Object.(type) {
 		case *ast.AttrGetExpr:
-			switch of, _ := obj.Key.(*ast.StringExpr); {
-			case of == nil:
-			case of.Value == "labels":
+			if of, ok := obj.Key.(*ast.StringExpr); ok && of.Value == "labels" {
 				labels = add(labels, key.Value)
-			case of.Value == "annotations":
+			} else if ok && of.Value == "annotations" {
 				annotations = add(annotations, key.Value)
 			}
 		case *ast.IdentExpr:
