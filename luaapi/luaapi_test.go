@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -506,6 +507,28 @@ func TestTimeout(t *testing.T) {
 	ok, _ := Compile("ok.lua", "exec('a')")
 	if res, err := vm.Run(context.Background(), ok, "r", notification(), 0); err != nil || len(res.Execs) != 1 {
 		t.Errorf("after a timeout: %+v %v", res, err)
+	}
+}
+
+// TestMemoryLimitGarbage: garbage does not count against the memory limit.
+// With the collector off, as with GOGC=off and a GOMEMLIMIT above the
+// limit, the heap is past the limit before the script starts; the spinning
+// script is still stopped by its deadline, not for memory.
+func TestMemoryLimitGarbage(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	garbage := make([]byte, 64<<20)
+	for i := range garbage {
+		garbage[i] = 1 // so that the pages are the heap's, not only reserved
+	}
+	garbage = nil
+	vm := NewVM(100*time.Millisecond, 32<<20, nil)
+	s, err := Compile("spin.lua", "while true do end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vm.Run(context.Background(), s, "r", notification(), 0)
+	if lerr, ok := errors.AsType[*Error](err); !ok || lerr.Kind != KindTimeout {
+		t.Errorf("err = %v, want a timeout", err)
 	}
 }
 

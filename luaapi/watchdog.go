@@ -3,6 +3,7 @@ package luaapi
 import (
 	"context"
 	"errors"
+	"runtime"
 	"runtime/metrics"
 	"strings"
 	"sync"
@@ -133,8 +134,7 @@ func (w *watchdog) watch() {
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	for range t.C {
-		metrics.Read(sample)
-		overMemory := sample[0].Value.Uint64() > w.limit
+		overMemory := w.overMemory(sample)
 		now := time.Now()
 		w.mu.Lock()
 		if w.active == nil {
@@ -157,6 +157,20 @@ func (w *watchdog) watch() {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// overMemory reports whether the Go heap holds more than the limit in live
+// objects. The heap's size counts garbage not yet collected too: up to
+// twice the live heap by default, and all of it up to GOMEMLIMIT with
+// GOGC=off. So a heap past the limit is collected before it counts.
+func (w *watchdog) overMemory(sample []metrics.Sample) bool {
+	metrics.Read(sample)
+	if sample[0].Value.Uint64() <= w.limit {
+		return false
+	}
+	runtime.GC()
+	metrics.Read(sample)
+	return sample[0].Value.Uint64() > w.limit
 }
 
 // cappedRep is string.rep with a cap on the result's length.
