@@ -219,6 +219,11 @@ func TestCommandLine(t *testing.T) {
 		{"test broken", []string{"test", "engine/ruletool/testdata/broken.yml"}, 2, "broken.yml:5:31: tests[0].expect.exec[0].comand: unknown field"},
 		{"check", []string{"check", "examples/rules.yml", "examples/executor.yml"}, 0, "Checking 'examples/executor.yml'  SUCCESS"},
 		{"check broken", []string{"check", badLua}, 1, "Checking '" + badLua + "'  FAILED:\n  " + badLua + ":3: "},
+		{"check -f", []string{"check", "-f", badLua}, 1, "Checking '" + badLua + "'  FAILED:\n  " + badLua + ":3: "},
+		{"check nothing", []string{"check"}, 2, "Usage: amx check [-f CONFIG] CONFIG...\n"},
+		{"check bad flag", []string{"check", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx check"},
+		{"test bad flag", []string{"test", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx test"},
+		{"explain bad flag", []string{"explain", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx explain"},
 		{"explain", []string{"explain", "-f", "examples/rules.yml", "examples/payloads/firing-rebootmachine.json"}, 0,
 			"route reboot (examples/rules/reboot.lua):\n  alert e630cdb7300ce41f: script ran\n    exec: examples/bin/reboot-host [\"app3\"]"},
 	} {
@@ -230,7 +235,7 @@ func TestCommandLine(t *testing.T) {
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			if code != tc.code || !strings.Contains(string(out), tc.output) {
+			if code != tc.code || !strings.Contains(string(out), tc.output) || strings.Count(string(out), "Usage:") > 1 {
 				t.Errorf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tc.code, tc.output)
 			}
 		})

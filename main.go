@@ -45,7 +45,7 @@ func hangups() <-chan struct{} {
 }
 
 const usage = `Usage: amx [options] [script [args...]]
-       amx check CONFIG...
+       amx check [-f CONFIG] CONFIG...
        amx test [--run REGEX] [--junit FILE] TESTFILE...
        amx explain -f CONFIG [--env] PAYLOAD.json|-
 
@@ -141,12 +141,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 func check(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("amx check", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	flags.Usage = func() { fmt.Fprintln(flags.Output(), "Usage: amx check CONFIG...") }
-	if err := flags.Parse(args); err != nil || flags.NArg() == 0 {
+	// -f as for the server and explain, so that the same command line
+	// with "check" in front checks what the server would load.
+	file := flags.String("f", "", "YAML config file to check, as well as any CONFIG")
+	flags.Usage = func() { fmt.Fprintln(flags.Output(), "Usage: amx check [-f CONFIG] CONFIG...") }
+	if err := flags.Parse(args); err != nil {
+		return 2 // Parse printed the error and the usage
+	}
+	files := flags.Args()
+	if *file != "" {
+		files = append([]string{*file}, files...)
+	}
+	if len(files) == 0 {
 		flags.Usage()
 		return 2
 	}
-	if !ruletool.Check(stdout, flags.Args()) {
+	if !ruletool.Check(stdout, files) {
 		return 1
 	}
 	return 0
@@ -161,7 +171,10 @@ func test(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(flags.Output(), "Usage: amx test [--run REGEX] [--junit FILE] TESTFILE...")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil || flags.NArg() == 0 {
+	if err := flags.Parse(args); err != nil {
+		return ruletool.ExitBroken // Parse printed the error and the usage
+	}
+	if flags.NArg() == 0 {
 		flags.Usage()
 		return ruletool.ExitBroken
 	}
@@ -186,7 +199,10 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(flags.Output(), "Usage: amx explain -f CONFIG [--env] PAYLOAD.json|-")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil || flags.NArg() != 1 || *file == "" {
+	if err := flags.Parse(args); err != nil {
+		return 2 // Parse printed the error and the usage
+	}
+	if flags.NArg() != 1 || *file == "" {
 		flags.Usage()
 		return 2
 	}
