@@ -199,6 +199,9 @@ wait`
 
 func TestCommandLine(t *testing.T) {
 	badLua := writeFile(t, t.TempDir(), "amx.yml", "routes:\n  - name: r\n    lua: 'if then'\n")
+	// Every problem at once: a field, a missing script and a syntax error.
+	badAll := writeFile(t, t.TempDir(), "amx.yml", "routes:\n  - name: r\n    lua: 'if then'\n    timout: 1m\n"+
+		"  - name: s\n    script: missing.lua\n")
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -220,6 +223,10 @@ func TestCommandLine(t *testing.T) {
 		{"check", []string{"check", "examples/rules.yml", "examples/executor.yml"}, 0, "Checking 'examples/executor.yml'  SUCCESS"},
 		{"check broken", []string{"check", badLua}, 1, "Checking '" + badLua + "'  FAILED:\n  " + badLua + ":3: "},
 		{"check -f", []string{"check", "-f", badLua}, 1, "Checking '" + badLua + "'  FAILED:\n  " + badLua + ":3: "},
+		{"check every problem", []string{"check", badAll}, 1, "Checking '" + badAll + "'  FAILED:\n  " +
+			badAll + ":4:5: routes[0].timout: unknown field (did you mean \"timeout\"?)\n  " +
+			badAll + ":6:13: routes[1].script: open " + filepath.Dir(badAll) + "/missing.lua: no such file or directory\n  " +
+			badAll + ":3: syntax error near 'then'\n"},
 		{"check nothing", []string{"check"}, 2, "Usage: amx check [-f CONFIG] CONFIG...\n"},
 		{"check bad flag", []string{"check", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx check"},
 		{"test bad flag", []string{"test", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx test"},

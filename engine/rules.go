@@ -23,6 +23,11 @@ type Rules struct {
 func Load(src rules.Source, log *slog.Logger) (cfg *rules.Config, r *Rules, err error) {
 	cfg, err = rules.Load(src)
 	if err != nil {
+		// The scripts that could be read are compiled all the same, so
+		// that one check shows every problem, syntax errors included.
+		if _, lerr := Compile(cfg.Set, log); lerr != nil {
+			err = errors.Join(err, lerr)
+		}
 		return cfg, nil, err
 	}
 	r, err = Compile(cfg.Set, log)
