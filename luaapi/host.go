@@ -247,9 +247,16 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 		in := string(str)
 		e.Stdin = &in
 	default:
-		argError(L, "exec", 1, "unknown option "+key)
+		msg := "unknown option " + key
+		if s := rules.Suggest(key, execOptions); s != "" {
+			msg += "; did you mean " + s + "?"
+		}
+		argError(L, "exec", 1, msg)
 	}
 }
+
+// execOptions are the names option knows.
+var execOptions = []string{"ignore_resolved", "max", "notify_on_failure", "resolved_signal", "stdin", "timeout", "wait"}
 
 // validEnvName reports whether name is a portable environment variable
 // name: a letter or underscore, then letters, digits and underscores.

@@ -304,6 +304,16 @@ func TestExecFields(t *testing.T) {
 	}
 }
 
+// TestExecOptions: every option exec's errors suggest is one it knows.
+func TestExecOptions(t *testing.T) {
+	for _, name := range execOptions {
+		_, err := run(t, fmt.Sprintf("exec{'a', %s = {}}", name))
+		if want := "bad argument #1 to exec (option " + name + ": want "; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", name, err, want)
+		}
+	}
+}
+
 func TestScriptErrors(t *testing.T) {
 	for _, tc := range []struct{ src, err string }{
 		{"\n\nexec('a', {})", "rule.lua:3: bad argument #2 to exec (string or number expected, got table)"},
@@ -311,6 +321,8 @@ func TestScriptErrors(t *testing.T) {
 		{"exec{'a', max = -1}", "rule.lua:1: bad argument #1 to exec (option max: want a non-negative integer, got number)"},
 		{"exec{'a', resolved_signal = 'SIGNOPE'}", "rule.lua:1: bad argument #1 to exec (option resolved_signal: want a signal name or number, got string)"},
 		{"exec{'a', bogus = 1}", "rule.lua:1: bad argument #1 to exec (unknown option bogus)"},
+		{"exec{'a', maxx = 1}", "rule.lua:1: bad argument #1 to exec (unknown option maxx; did you mean max?)"},
+		{"exec{'a', Timeout = 1}", "rule.lua:1: bad argument #1 to exec (unknown option Timeout; did you mean timeout?)"},
 		{"exec{'a', wait = 'no'}", "rule.lua:1: bad argument #1 to exec (option wait: want a boolean, got string)"},
 		{"exec{'a', [7] = 'x'}", "rule.lua:1: bad argument #1 to exec (unexpected key 7)"},
 		{"exec('a', 'b\\0c')", "rule.lua:1: bad argument #2 to exec (argument contains a NUL byte)"},

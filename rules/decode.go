@@ -4,10 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -99,7 +99,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]field) {
 		f, ok := fields[name]
 		if !ok {
 			msg := "unknown field"
-			if s := suggest(name, fields); s != "" {
+			if s := Suggest(name, slices.Sorted(maps.Keys(fields))); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			d.errorf(k, sub, "%s", msg)
@@ -265,15 +265,11 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-// suggest returns the known field closest to a misspelt one, if any is close.
-func suggest(name string, fields map[string]field) string {
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+// Suggest returns the name in known closest to a misspelt one, if one is
+// close; of two as close, the first.
+func Suggest(name string, known []string) string {
 	best, bestDist := "", 3
-	for _, k := range keys {
+	for _, k := range known {
 		if d := editDistance(strings.ToLower(name), k); d < bestDist {
 			best, bestDist = k, d
 		}
