@@ -17,9 +17,9 @@ import (
 // only way to stop a script. A context per invocation (with a timer) would
 // cost more than a short rule itself, so each state keeps one stopCtx for
 // its life, and a watchdog goroutine closes it when the invocation on that
-// state passes its deadline, when its caller gives up, or when the Go heap
-// passes the memory limit: gopher-lua has no allocation hook, so memory is
-// bounded from outside. The watchdog runs only while scripts do, and checks
+// state passes its deadline, when its caller gives up, or when the live
+// objects of the Go heap pass the memory limit: gopher-lua has no
+// allocation hook, so memory is bounded from outside. The watchdog runs only while scripts do, and checks
 // every watchEvery.
 //
 // A single instruction can still allocate a lot, so string.rep, the one
