@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -522,26 +523,42 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
-// TestMemoryLimitGarbage: garbage does not count against the memory limit.
-// With the collector off, as with GOGC=off and a GOMEMLIMIT above the
-// limit, the heap is past the limit before the script starts; the spinning
-// script is still stopped by its deadline, not for memory.
+// TestMemoryLimitGarbage: garbage does not count against the memory limit,
+// live objects do. With the collector off, as with GOGC=off and a
+// GOMEMLIMIT above the limit, the heap is past the limit before the script
+// starts: the spinning script is stopped by its deadline while that is
+// garbage, and for memory while it is kept.
 func TestMemoryLimitGarbage(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	garbage := make([]byte, 64<<20)
-	for i := range garbage {
-		garbage[i] = 1 // so that the pages are the heap's, not only reserved
-	}
-	garbage = nil
-	vm := NewVM(100*time.Millisecond, 32<<20, nil)
 	s, err := Compile("spin.lua", "while true do end")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = vm.Run(context.Background(), s, "r", notification(), 0)
-	if lerr, ok := errors.AsType[*Error](err); !ok || lerr.Kind != KindTimeout {
-		t.Errorf("err = %v, want a timeout", err)
+	for _, tc := range []struct {
+		name string
+		keep bool
+		want string
+	}{
+		{"garbage", false, KindTimeout},
+		{"live", true, KindMemory},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := make([]byte, 64<<20)
+			for i := range b {
+				b[i] = 1 // so that the pages are the heap's, not only reserved
+			}
+			if !tc.keep {
+				b = nil
+			}
+			vm := NewVM(100*time.Millisecond, 32<<20, nil)
+			_, err = vm.Run(context.Background(), s, "r", notification(), 0)
+			if lerr, ok := errors.AsType[*Error](err); !ok || lerr.Kind != tc.want {
+				t.Errorf("err = %v, want %s", err, tc.want)
+			}
+			runtime.KeepAlive(b)
+		})
 	}
+	runtime.GC()
 }
 
 // TestCanceled: a script whose caller gives up is stopped, whatever its

@@ -26,10 +26,7 @@ import (
 // cheap way to make a huge string at once, is capped too; doubling a string
 // with .. takes an instruction per step, which the watchdog sees.
 
-const (
-	watchEvery = 2 * time.Millisecond
-	heapMetric = "/memory/classes/heap/objects:bytes"
-)
+const watchEvery = 2 * time.Millisecond
 
 // maxRep caps the length of a string that one call of string.rep,
 // string.format, string.gsub or table.concat builds: in one Go call, a
@@ -130,11 +127,11 @@ func (w *watchdog) leave(inv *invocation) {
 
 // watch runs while invocations are active.
 func (w *watchdog) watch() {
-	sample := []metrics.Sample{{Name: heapMetric}}
+	memory := newMemoryCheck(w.limit)
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	for range t.C {
-		overMemory := w.overMemory(sample)
+		overMemory := memory.over()
 		now := time.Now()
 		w.mu.Lock()
 		if w.active == nil {
@@ -159,18 +156,37 @@ func (w *watchdog) watch() {
 	}
 }
 
-// overMemory reports whether the Go heap holds more than the limit in live
+// memoryCheck tells whether the Go heap holds more than a limit in live
 // objects. The heap's size counts garbage not yet collected too: up to
 // twice the live heap by default, and all of it up to GOMEMLIMIT with
-// GOGC=off. So a heap past the limit is collected before it counts.
-func (w *watchdog) overMemory(sample []metrics.Sample) bool {
-	metrics.Read(sample)
-	if sample[0].Value.Uint64() <= w.limit {
-		return false
+// GOGC=off. So a heap past the limit is collected before it counts; but
+// while live objects are past it, at most every collectEvery, as
+// collecting on every tick would only burn the CPU.
+type memoryCheck struct {
+	limit     uint64
+	sample    []metrics.Sample
+	collected time.Time // when over last collected
+}
+
+const collectEvery = 100 * time.Millisecond
+
+func newMemoryCheck(limit uint64) *memoryCheck {
+	return &memoryCheck{limit: limit, sample: []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"}, // as the last collection found it
+	}}
+}
+
+func (m *memoryCheck) over() bool {
+	metrics.Read(m.sample)
+	heap, live := m.sample[0].Value.Uint64(), m.sample[1].Value.Uint64()
+	if heap <= m.limit || (live > m.limit && time.Since(m.collected) < collectEvery) {
+		return heap > m.limit
 	}
 	runtime.GC()
-	metrics.Read(sample)
-	return sample[0].Value.Uint64() > w.limit
+	m.collected = time.Now()
+	metrics.Read(m.sample)
+	return m.sample[0].Value.Uint64() > m.limit
 }
 
 // cappedRep is string.rep with a cap on the result's length.
