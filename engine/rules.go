@@ -25,7 +25,7 @@ func Load(src rules.Source, log *slog.Logger) (cfg *rules.Config, r *Rules, err 
 	if err != nil {
 		// The scripts that could be read are compiled all the same, so
 		// that one check shows every problem, syntax errors included.
-		if _, lerr := Compile(cfg.Set, log); lerr != nil {
+		if _, lerr := compileScripts(cfg.Set); lerr != nil {
 			err = errors.Join(err, lerr)
 		}
 		return cfg, nil, err
@@ -37,7 +37,16 @@ func Load(src rules.Source, log *slog.Logger) (cfg *rules.Config, r *Rules, err 
 // Compile compiles every route's script. A syntax error is a configuration
 // error naming script:line; all of them are reported at once.
 func Compile(set *rules.Set, log *slog.Logger) (*Rules, error) {
-	r := &Rules{Set: set, scripts: make([]*luaapi.Script, len(set.Routes))}
+	scripts, err := compileScripts(set)
+	if err != nil {
+		return nil, err
+	}
+	return &Rules{Set: set, scripts: scripts, vm: luaapi.NewVM(set.LuaTimeout, set.LuaMemoryLimit, log)}, nil
+}
+
+// compileScripts compiles every route's script, by index of set.Routes.
+func compileScripts(set *rules.Set) ([]*luaapi.Script, error) {
+	scripts := make([]*luaapi.Script, len(set.Routes))
 	var errs []error
 	for i, route := range set.Routes {
 		s, err := luaapi.Compile(route.ScriptName, route.Source)
@@ -45,11 +54,7 @@ func Compile(set *rules.Set, log *slog.Logger) (*Rules, error) {
 			errs = append(errs, err)
 			continue
 		}
-		r.scripts[i] = s
+		scripts[i] = s
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	r.vm = luaapi.NewVM(set.LuaTimeout, set.LuaMemoryLimit, log)
-	return r, nil
+	return scripts, errors.Join(errs...)
 }

@@ -19,8 +19,8 @@ import (
 // its life, and a watchdog goroutine closes it when the invocation on that
 // state passes its deadline, when its caller gives up, or when the live
 // objects of the Go heap pass the memory limit: gopher-lua has no
-// allocation hook, so memory is bounded from outside. The watchdog runs only while scripts do, and checks
-// every watchEvery.
+// allocation hook, so memory is bounded from outside. The watchdog runs
+// only while scripts do, and checks every watchEvery.
 //
 // A single instruction can still allocate a lot, so string.rep, the one
 // cheap way to make a huge string at once, is capped too; doubling a string
