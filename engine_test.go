@@ -532,6 +532,13 @@ commands:
 	runnertest.Eventually(t, "18 skipped", func() bool {
 		return metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) == 18
 	})
+	// Admitted is not yet running: resolve only once both have said so,
+	// or the resolve can kill one before it writes its line.
+	runs := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "runs"))
+		return strings.Count(string(b), "\n")
+	}
+	runnertest.Eventually(t, "2 running", func() bool { return runs() == 2 })
 	post(t, nil, url, payload(t, "resolved-rebootmachine.json"))
 	wg.Wait()
 	close(codes)
@@ -540,8 +547,7 @@ commands:
 			t.Errorf("answer %d", code)
 		}
 	}
-	runs, _ := os.ReadFile(filepath.Join(dir, "runs"))
-	if n := strings.Count(string(runs), "\n"); n != 2 {
+	if n := runs(); n != 2 {
 		t.Errorf("%d processes ran, want 2", n)
 	}
 }
