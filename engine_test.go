@@ -1177,3 +1177,131 @@ commands:
 		}
 	}
 }
+
+// procStatus is a field of /proc/<pid>/status in its unit (kB for sizes).
+func procStatus(t *testing.T, pid int, field string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// openConns opens n connections to addr that each send head and then
+// nothing more; they are closed when the test ends.
+func openConns(t *testing.T, addr string, n int, head string) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conns
+}
+
+// TestAnnouncedBodies: a client's Content-Length is a claim. Forty
+// connections that each announce 32 MiB and send one byte made amx allocate
+// 1.3 GiB; now each holds what arrived (rounded up to 64 KiB), and all
+// bodies in flight together stay within max_inflight_body_bytes, beyond
+// which amx answers 503.
+func TestAnnouncedBodies(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("announced, not sent", func(t *testing.T) {
+		a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", "commands: [{cmd: 'true'}]\n"))
+		rss0 := procStatus(t, a.cmd.Process.Pid, "VmRSS")
+		// Rounds: the memory of closed connections' bodies is reused, and
+		// then touched, so that RSS shows what the heap holds.
+		for round := range 3 {
+			conns := openConns(t, a.addr, 40, "POST / HTTP/1.1\r\nHost: amx\r\nContent-Length: 33554432\r\n\r\n{")
+			runnertest.Eventually(t, "40 bodies being read", func() bool {
+				return metric(t, a, "am_executor_request_body_bytes_inflight") == 40*64<<10
+			})
+			heap := metric(t, a, "go_memstats_heap_inuse_bytes")
+			t.Logf("round %d: heap in use %.1f MiB", round, heap/(1<<20))
+			if heap > 64<<20 {
+				t.Errorf("round %d: heap in use %.0f MiB, want under 64", round, heap/(1<<20))
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+		rss := procStatus(t, a.cmd.Process.Pid, "VmRSS")
+		t.Logf("RSS %d kB before, %d kB after three rounds of 40 bodies of 32 MiB announced", rss0, rss)
+		if rss-rss0 > 64<<10 {
+			t.Errorf("RSS grew by %d kB, want less than 64 MiB", rss-rss0)
+		}
+	})
+	t.Run("in flight together", func(t *testing.T) {
+		a := startAmx(t, "-f", writeFile(t, dir, "small.yml",
+			"max_body_bytes: 1048576\nmax_inflight_body_bytes: 1MiB\ncommands: [{cmd: 'true'}]\n"))
+		url := "http://" + a.addr + "/"
+		c := openConns(t, a.addr, 1, "POST / HTTP/1.1\r\nHost: amx\r\nContent-Length: 1048576\r\n\r\n"+
+			`{"status":"firing","alerts":[{"labels":{"a":"b"}}],"pad":"`+strings.Repeat("x", 600<<10))[0]
+		runnertest.Eventually(t, "the first body to hold the budget", func() bool {
+			return metric(t, a, "am_executor_request_body_bytes_inflight") == 1<<20
+		})
+		if code, body := post(t, nil, url, payload(t, "firing-highlatency.json")); code != 503 ||
+			body != "request bodies in flight exceed max_inflight_body_bytes; retry later\n" {
+			t.Errorf("while the budget is taken: %d %q, want 503", code, body)
+		}
+		// The first body ends: its notification runs, and the budget is free.
+		rest := 1<<20 - len(`{"status":"firing","alerts":[{"labels":{"a":"b"}}],"pad":"`) - 600<<10
+		io.WriteString(c, strings.Repeat("x", rest-2)+`"}`)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("the first body's answer: %v %v", resp, err)
+		}
+		if code, body := post(t, nil, url, payload(t, "firing-highlatency.json")); code != 200 {
+			t.Errorf("once the budget is free: %d %q, want 200", code, body)
+		}
+		if n := metric(t, a, `am_executor_errors_total{stage="busy"}`); n != 1 {
+			t.Errorf("busy errors = %v, want 1", n)
+		}
+	})
+}
+
+// TestAlertAmplification: a body of empty alerts, or of more alerts than
+// max_alerts, is refused at the first one that is too many, at a cost in
+// proportion to what amx would have kept (11 million `{}` took 5 GB and 34
+// s, then ran the commands).
+func TestAlertAmplification(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", fmt.Sprintf("commands: [{cmd: touch, args: [%q]}]\n", marker)))
+	url := "http://" + a.addr + "/"
+	empty := `{"status":"firing","alerts":[` + strings.Repeat("{},", 10<<20) + "{}]}"
+	if code, body := post(t, nil, url, empty); code != 400 || body != "alerts[0]: no \"labels\": an alert has at least one\n" {
+		t.Errorf("empty alerts: %d %q", code, body)
+	}
+	many := `{"status":"firing","alerts":[` + strings.Repeat(`{"labels":{"a":"b"}},`, 300_000) + `{"labels":{"a":"b"}}]}`
+	if code, body := post(t, nil, url, many); code != 400 || body != "more than 100000 \"alerts\" in the notification (max_alerts)\n" {
+		t.Errorf("300,001 alerts: %d %q", code, body)
+	}
+	peak := procStatus(t, a.cmd.Process.Pid, "VmHWM")
+	t.Logf("peak RSS %d MiB after %d MiB of empty alerts and 300,001 alerts", peak>>10, len(empty)>>20)
+	if peak > 200<<10 {
+		t.Errorf("peak RSS %d MiB, want under 200", peak>>10)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a refused notification ran its command")
+	}
+}

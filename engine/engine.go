@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/amx-dev/amx/rules"
@@ -29,10 +30,13 @@ type Engine struct {
 	// The settings a reload may change: each notification reads each once.
 	rules   atomic.Pointer[Rules]
 	maxBody atomic.Int64
-	cert    atomic.Pointer[tls.Certificate]
-	auth    atomic.Pointer[rules.Auth]
-	ready   atomic.Bool
-	record  *Recorder // nil when not recording
+	bodies  bodyBudget // what the request bodies being read or handled hold
+	// maxAlerts caps the alerts of one notification.
+	maxAlerts atomic.Int64
+	cert      atomic.Pointer[tls.Certificate]
+	auth      atomic.Pointer[rules.Auth]
+	ready     atomic.Bool
+	record    *Recorder // nil when not recording
 	// done remembers what succeeded, against Alertmanager's re-sends.
 	done memory
 
@@ -64,6 +68,10 @@ func New(opts Options) *Engine {
 		record: opts.Record,
 		done:   memory{max: defaultMemoryMax},
 	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "am_executor_request_body_bytes_inflight",
+		Help: "Bytes held for request bodies being read or handled (bounded by max_inflight_body_bytes).",
+	}, func() float64 { return float64(e.bodies.used.Load()) }))
 	e.reload.src, e.reload.level = opts.Source, opts.Level
 	e.reload.listen, e.reload.tls = opts.Config.ListenAddress, opts.Config.Certificate != nil
 	e.apply(opts.Config, opts.Rules)
@@ -110,8 +118,16 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	maxBody := e.maxBody.Load()
-	body, err := readBody(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength, maxBody)
+	body, held, err := readBody(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength, maxBody, &e.bodies)
+	defer e.bodies.give(held)
 	if err != nil {
+		if errors.Is(err, errBodiesFull) {
+			// Not the sender's fault: a retry once other bodies are done
+			// succeeds.
+			w.Header().Set("Connection", "close")
+			e.reject(w, http.StatusServiceUnavailable, stageBusy, err)
+			return
+		}
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			e.reject(w, http.StatusRequestEntityTooLarge, stageRead,
 				fmt.Errorf("request body larger than max_body_bytes (%d)", maxBody))
@@ -120,7 +136,7 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 		e.reject(w, http.StatusBadRequest, stageRead, fmt.Errorf("read body: %w", err))
 		return
 	}
-	msg, err := Decode(body)
+	msg, err := DecodeMax(body, int(e.maxAlerts.Load()))
 	if err != nil {
 		e.reject(w, http.StatusBadRequest, stageUnmarshal, err)
 		return
@@ -137,22 +153,6 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.answer(w, msg.Status, http.StatusOK, "ok")
-}
-
-// readBody reads a request body of the announced length into one buffer of
-// that size (io.ReadAll grows one step by step, copying as it goes), or of
-// unknown length as it comes. A body announced larger than max is refused
-// unread.
-func readBody(r io.Reader, length, max int64) ([]byte, error) {
-	switch {
-	case length > max:
-		return nil, &http.MaxBytesError{Limit: max}
-	case length <= 0:
-		return io.ReadAll(r)
-	}
-	body := make([]byte, length)
-	_, err := io.ReadFull(r, body)
-	return body, err
 }
 
 // Handle decides and runs one notification under the current rules, and

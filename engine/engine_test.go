@@ -113,13 +113,17 @@ func TestDecodeRejects(t *testing.T) {
 		{"empty", "", "empty request body"},
 		{"blank", " \n", "empty request body"},
 		{"truncated", `{"status":"firing","alerts":[`, "invalid JSON at byte 29: alerts: unexpected end of input"},
-		{"trailing data", `{"status":"firing","alerts":[{}]} {}`, "invalid JSON at byte 34: an object after the object"},
+		{"trailing data", `{"status":"firing","alerts":[{"labels":{"a":"b"}}]} {}`, "invalid JSON at byte 52: an object after the object"},
 		{"not an object", `[1]`, "invalid JSON at byte 0: want an object, found an array"},
-		{"no status", `{"alerts":[{}]}`, `missing "status": want "firing" or "resolved"`},
-		{"bad status", `{"status":"burning","alerts":[{}]}`, `unknown "status" "burning": want "firing" or "resolved"`},
+		{"no status", `{"alerts":[{"labels":{"a":"b"}}]}`, `missing "status": want "firing" or "resolved"`},
+		{"bad status", `{"status":"burning","alerts":[{"labels":{"a":"b"}}]}`, `unknown "status" "burning": want "firing" or "resolved"`},
 		{"no alerts", `{"status":"firing"}`, `no "alerts" in the notification`},
 		{"empty alerts", `{"status":"firing","alerts":[]}`, `no "alerts" in the notification`},
-		{"bad alert status", `{"status":"firing","alerts":[{"status":"x"}]}`, `alerts[0]: unknown "status" "x": want "firing" or "resolved"`},
+		{"bad alert status", `{"status":"firing","alerts":[{"status":"x","labels":{"a":"b"}}]}`, `alerts[0]: unknown "status" "x": want "firing" or "resolved"`},
+		{"alert without labels", `{"status":"firing","alerts":[{"labels":{"a":"b"}},{"labels":{}}]}`, `alerts[1]: no "labels": an alert has at least one`},
+		{"alert with null labels", `{"status":"firing","alerts":[{"labels":null}]}`, `alerts[0]: no "labels": an alert has at least one`},
+		{"too many alerts", `{"status":"firing","alerts":[` + strings.Repeat(`{"labels":{"a":"b"}},`, rules.DefaultMaxAlerts) + `{"labels":{"a":"b"}}]}`,
+			`more than 100000 "alerts" in the notification (max_alerts)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode([]byte(tc.body))
@@ -288,7 +292,7 @@ func TestWebhookBadInput(t *testing.T) {
 		{"POST", "", 400, "empty request body\n"},
 		{"GET", "", 400, "empty request body\n"},
 		{"POST", `{"status":`, 400, "invalid JSON at byte 10: status: unexpected end of input\n"},
-		{"POST", `{"status":"unknown","alerts":[{}]}`, 400, "unknown \"status\" \"unknown\": want \"firing\" or \"resolved\"\n"},
+		{"POST", `{"status":"unknown","alerts":[{"labels":{"a":"b"}}]}`, 400, "unknown \"status\" \"unknown\": want \"firing\" or \"resolved\"\n"},
 		{"POST", `{"status":"firing","alerts":[{}],"pad":"` + strings.Repeat("x", 5000) + `"}`, 413,
 			"request body larger than max_body_bytes (4096)\n"},
 	} {

@@ -31,11 +31,14 @@ type jsonDecoder struct {
 	data  []byte
 	pos   int
 	depth int
+	// maxAlerts stops the decoding of a notification with more alerts, so
+	// that its cost is bounded by what amx would keep.
+	maxAlerts int
 }
 
-// decodeMessage parses body into m.
-func decodeMessage(body []byte, m *Message) error {
-	d := &jsonDecoder{data: body}
+// decodeMessage parses body into m, refusing more than maxAlerts alerts.
+func decodeMessage(body []byte, m *Message, maxAlerts int) error {
+	d := &jsonDecoder{data: body, maxAlerts: maxAlerts}
 	d.space()
 	if d.pos < len(d.data) && d.data[d.pos] != '{' {
 		return d.want("an object")
@@ -111,10 +114,19 @@ func (d *jsonDecoder) alerts() ([]Alert, error) {
 	}
 	alerts := []Alert{}
 	err := d.elements(']', func() error {
+		if len(alerts) >= d.maxAlerts {
+			return fmt.Errorf(`more than %d "alerts" in the notification (max_alerts)`, d.maxAlerts)
+		}
 		alerts = append(alerts, Alert{})
 		a := &alerts[len(alerts)-1]
 		if err := d.object(alertFields, func(field int) error { return a.decodeField(d, field) }); err != nil {
 			return within(err, fmt.Sprintf("[%d]", len(alerts)-1))
+		}
+		// Alertmanager identifies an alert by its labels: without any,
+		// it is not an alert, and a body of empty ones costs amx more
+		// than it costs the sender. Stop at the first.
+		if len(a.Labels) == 0 {
+			return fmt.Errorf(`alerts[%d]: no "labels": an alert has at least one`, len(alerts)-1)
 		}
 		return nil
 	})

@@ -14,6 +14,7 @@ const (
 	stageUnmarshal = "unmarshal" // the body is not a valid notification
 	stageStart     = "start"     // a command could not start
 	stageCommand   = "command"   // a command exited non-zero or timed out
+	stageBusy      = "busy"      // a request refused by a limit on what amx holds at once (503)
 )
 
 // metrics holds every collector amx exports. The am_executor_* names and
@@ -95,7 +96,7 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Export the label values operators alert on from the start, not only
 	// after the first occurrence.
-	for _, s := range []string{stageRead, stageUnmarshal, stageStart, stageCommand} {
+	for _, s := range []string{stageRead, stageUnmarshal, stageStart, stageCommand, stageBusy} {
 		m.errors.WithLabelValues(s)
 	}
 	for _, r := range []string{SkipNoMatch, SkipLua, runner.SkipFingerOver} {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/amx-dev/amx/rules"
 )
 
 // Alert statuses, as Alertmanager writes them.
@@ -55,14 +57,20 @@ type Alert struct {
 // resolved alerts inside firing notifications too.
 func (a *Alert) Resolved() bool { return a.Status == StatusResolved }
 
-// Decode parses and validates a notification. Its errors are one line and
-// describe bad input: the caller answers them with 400.
+// Decode parses and validates a notification of at most
+// rules.DefaultMaxAlerts alerts. Its errors are one line and describe bad
+// input: the caller answers them with 400.
 func Decode(body []byte) (*Message, error) {
+	return DecodeMax(body, rules.DefaultMaxAlerts)
+}
+
+// DecodeMax is Decode with another limit on the number of alerts.
+func DecodeMax(body []byte, maxAlerts int) (*Message, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, errors.New("empty request body")
 	}
 	m := Message{raw: body}
-	if err := decodeMessage(body, &m); err != nil {
+	if err := decodeMessage(body, &m, maxAlerts); err != nil {
 		return nil, err
 	}
 	switch m.Status {

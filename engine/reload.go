@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"crypto/tls"
 	"log/slog"
 	"net/http"
@@ -72,6 +73,9 @@ func (e *Engine) apply(cfg *rules.Config, r *Rules) {
 	rl.cfg = cfg
 	e.rules.Store(r)
 	e.maxBody.Store(cfg.MaxBodyBytes)
+	e.maxAlerts.Store(int64(cmp.Or(cfg.MaxAlerts, rules.DefaultMaxAlerts)))
+	// One body of the largest size always fits.
+	e.bodies.limit.Store(max(cfg.MaxInflightBytes, cfg.MaxBodyBytes))
 	e.auth.Store(cfg.Auth)
 	e.done.setWindow(cfg.DedupeWindow)
 	if cfg.Certificate != nil && rl.tls {

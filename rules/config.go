@@ -23,6 +23,13 @@ const (
 	DefaultDedupeWindow  = time.Hour
 	DefaultSignal        = syscall.SIGKILL
 	DefaultLuaTimeout    = 100 * time.Millisecond
+	// The bounds on what clients can make amx hold: well above what
+	// Alertmanager sends (its largest real groups are thousands of
+	// alerts), well below what exhausts a host.
+	DefaultMaxAlerts        = 100_000
+	DefaultMaxInflightBytes = 256 << 20
+	DefaultMaxConnections   = 1024
+	DefaultMaxProcesses     = 256
 )
 
 // Config is a loaded configuration: the server's settings and the rules.
@@ -35,6 +42,15 @@ type Config struct {
 	TLSKey        string
 	// MaxBodyBytes caps the size of one webhook request body.
 	MaxBodyBytes int64
+	// MaxInflightBytes caps the request bodies held at once, all requests
+	// together; never less than MaxBodyBytes.
+	MaxInflightBytes int64
+	// MaxAlerts caps the alerts of one notification.
+	MaxAlerts int
+	// MaxConnections caps the open client connections.
+	MaxConnections int
+	// MaxProcesses caps the processes amx runs at once; zero is no limit.
+	MaxProcesses int
 	// ShutdownGrace is how long running commands may go on after SIGTERM
 	// before their process groups are killed.
 	ShutdownGrace time.Duration
@@ -211,12 +227,16 @@ func Load(src Source) (*Config, error) {
 
 func load(src Source, read *sources) (*Config, error) {
 	cfg := &Config{
-		File:          src.File,
-		ListenAddress: DefaultListenAddress,
-		MaxBodyBytes:  DefaultMaxBodyBytes,
-		ShutdownGrace: DefaultShutdownGrace,
-		DedupeWindow:  DefaultDedupeWindow,
-		Set:           &Set{LuaTimeout: DefaultLuaTimeout},
+		File:             src.File,
+		ListenAddress:    DefaultListenAddress,
+		MaxBodyBytes:     DefaultMaxBodyBytes,
+		MaxInflightBytes: DefaultMaxInflightBytes,
+		MaxAlerts:        DefaultMaxAlerts,
+		MaxConnections:   DefaultMaxConnections,
+		MaxProcesses:     DefaultMaxProcesses,
+		ShutdownGrace:    DefaultShutdownGrace,
+		DedupeWindow:     DefaultDedupeWindow,
+		Set:              &Set{LuaTimeout: DefaultLuaTimeout},
 	}
 	if src.File != "" {
 		data, err := read.read(src.File)
@@ -275,6 +295,22 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 			if maxBody > 0 {
 				cfg.MaxBodyBytes = maxBody
 			}
+		},
+		"max_inflight_body_bytes": func(n *yaml.Node, p string) {
+			var v uint64
+			d.bytes(n, p, &v)
+			if v > 0 {
+				cfg.MaxInflightBytes = int64(min(v, 1<<62))
+			}
+		},
+		"max_alerts":      func(n *yaml.Node, p string) { d.positive(n, p, &cfg.MaxAlerts) },
+		"max_connections": func(n *yaml.Node, p string) { d.positive(n, p, &cfg.MaxConnections) },
+		"max_processes": func(n *yaml.Node, p string) {
+			var v int64
+			if d.integer(n, p, &v) && v < 0 {
+				d.errorf(n, p, "must be zero (no limit) or positive")
+			}
+			cfg.MaxProcesses = int(clamp(v))
 		},
 		"commands": func(n *yaml.Node, p string) {
 			d.sequence(n, p, func(n *yaml.Node, p string) {

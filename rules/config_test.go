@@ -139,8 +139,23 @@ func TestLoadCommandLine(t *testing.T) {
 			len(c.MatchLabels) != 0 || !c.NotifyOnFailure || c.ResolvedSignal != syscall.SIGKILL {
 			t.Errorf("config %+v command %+v", cfg, c)
 		}
-		if cfg.MaxBodyBytes != DefaultMaxBodyBytes || cfg.ShutdownGrace != 10*time.Second {
+		if cfg.MaxBodyBytes != DefaultMaxBodyBytes || cfg.ShutdownGrace != 10*time.Second ||
+			cfg.MaxAlerts != 100_000 || cfg.MaxConnections != 1024 || cfg.MaxProcesses != 256 || cfg.MaxInflightBytes != 256<<20 {
 			t.Errorf("defaults: %+v", cfg)
+		}
+	})
+	t.Run("limits", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "limits.yml")
+		text := "max_alerts: 10\nmax_connections: 20\nmax_processes: 0\nmax_inflight_body_bytes: 2MiB\ncommands: [{cmd: x}]\n"
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(Source{File: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.MaxAlerts != 10 || cfg.MaxConnections != 20 || cfg.MaxProcesses != 0 || cfg.MaxInflightBytes != 2<<20 {
+			t.Errorf("limits: %+v", cfg)
 		}
 	})
 	t.Run("flags win over the file", func(t *testing.T) {

@@ -132,14 +132,29 @@ func (d *decoder) boolean(n *yaml.Node, path string, out *bool) {
 	*out = b
 }
 
-func (d *decoder) integer(n *yaml.Node, path string, out *int64) {
+// integer reads an integer into out, and reports whether it could.
+func (d *decoder) integer(n *yaml.Node, path string, out *int64) bool {
 	n = resolve(n)
 	var i int64
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
 		d.errorf(n, path, "want an integer, got %s", describe(n))
-		return
+		return false
 	}
 	*out = i
+	return true
+}
+
+// positive accepts a positive integer, as an int.
+func (d *decoder) positive(n *yaml.Node, path string, out *int) {
+	var v int64
+	if !d.integer(n, path, &v) {
+		return
+	}
+	if v <= 0 {
+		d.errorf(n, path, "must be positive")
+		return
+	}
+	*out = int(clamp(v))
 }
 
 // bytes accepts a positive size in bytes, or with a KiB, MiB or GiB suffix.
