@@ -1305,3 +1305,38 @@ func TestAlertAmplification(t *testing.T) {
 		t.Error("a refused notification ran its command")
 	}
 }
+
+// TestIdleConnections: 4,200 idle connections to the always-open /_health
+// took every descriptor, and notifications then timed out. Connections are
+// capped (max_connections, 1,024 by default) and a notification takes the
+// place of one that waits without a request.
+func TestIdleConnections(t *testing.T) {
+	dir := t.TempDir()
+	a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", "commands: [{cmd: 'true'}]\n"))
+	pid := a.cmd.Process.Pid
+	fds := func() int {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	fds0 := fds()
+	// Kept alive after an answer, and opened but silent.
+	health := openConns(t, a.addr, 1100, "GET /_health HTTP/1.1\r\nHost: amx\r\n\r\n")
+	for _, c := range health[len(health)-10:] {
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/_health: %v %v", resp, err)
+		}
+	}
+	openConns(t, a.addr, 1100, "")
+	code, body := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-highlatency.json"))
+	if code != 200 {
+		t.Errorf("a notification among 2,200 idle connections: %d %q", code, body)
+	}
+	n := fds()
+	t.Logf("descriptors: %d before, %d with 2,200 idle connections open", fds0, n)
+	if n > fds0+1024+16 {
+		t.Errorf("%d descriptors open, want at most max_connections (1024) more than the %d before", n, fds0)
+	}
+}

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/amx-dev/amx/rules"
@@ -26,7 +28,8 @@ type HTTPLimits struct {
 	// ReadTimeout is the time to send the whole request, body included
 	// (1 min).
 	ReadTimeout time.Duration
-	// IdleTimeout closes a kept-alive connection without a request (2 min).
+	// IdleTimeout closes a kept-alive connection without a request (30 s;
+	// Alertmanager reconnects when it next sends).
 	IdleTimeout time.Duration
 	// MaxHeaderBytes caps the request line and headers (64 KiB).
 	MaxHeaderBytes int
@@ -36,7 +39,7 @@ type HTTPLimits struct {
 var DefaultHTTPLimits = HTTPLimits{
 	ReadHeaderTimeout: 10 * time.Second,
 	ReadTimeout:       time.Minute,
-	IdleTimeout:       2 * time.Minute,
+	IdleTimeout:       30 * time.Second,
 	MaxHeaderBytes:    64 << 10,
 }
 
@@ -55,6 +58,21 @@ func (l HTTPLimits) orDefault() HTTPLimits {
 		d.MaxHeaderBytes = l.MaxHeaderBytes
 	}
 	return d
+}
+
+// checkFileLimit warns when the descriptors amx may open exceed its limit:
+// a connection takes one, a process up to four while it runs (its output
+// pipes, its input and its pidfd), and amx a few of its own.
+func checkFileLimit(log *slog.Logger, conns, procs int) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	need := uint64(conns) + 4*uint64(cmp.Or(procs, 1024)) + 64
+	if rl.Cur < need {
+		log.Warn("the open file limit is below what max_connections and max_processes may take; raise LimitNOFILE or lower them",
+			"limit", rl.Cur, "need", need)
+	}
 }
 
 // ServeOptions configure Serve.
@@ -76,7 +94,11 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 	log := opts.Log
 	e := New(opts.Options)
 	limits := opts.HTTP.orDefault()
+	conns := newConnLimit(ln, cmp.Or(opts.Config.MaxConnections, rules.DefaultMaxConnections))
+	ln = conns
+	checkFileLimit(log, conns.limit, opts.Config.MaxProcesses)
 	srv := &http.Server{
+		ConnState:         conns.connState,
 		Handler:           e.Handler(),
 		ReadHeaderTimeout: limits.ReadHeaderTimeout,
 		ReadTimeout:       limits.ReadTimeout,
