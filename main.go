@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	watch := flags.Bool("watch", true, "Reload when the config file or its Lua scripts change")
 	recordDir := flags.String("record-dir", "", "Write every notification received to this directory, for amx test")
 	recordMax := flags.Int("record-max-files", 1000, "Keep at most this many recorded notifications, removing the oldest")
+	recordBytes := flags.String("record-max-bytes", "1GiB", "Keep at most this many bytes of recorded notifications (256MiB, 1GiB), removing the oldest")
 	flags.Usage = func() {
 		fmt.Fprint(flags.Output(), usage)
 		flags.PrintDefaults()
@@ -120,7 +121,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		"auth", cfg.Auth.Kinds(), "commands", commands, "routes", routes, "watch", *watch && cfg.File != "")
 	var record *engine.Recorder
 	if *recordDir != "" {
-		if record, err = engine.NewRecorder(*recordDir, *recordMax); err != nil {
+		var size uint64
+		if size, err = rules.ParseSize(*recordBytes); err == nil {
+			record, err = engine.NewRecorder(*recordDir, *recordMax, int64(min(size, 1<<62)))
+		} else {
+			err = fmt.Errorf("--record-max-bytes: %w", err)
+		}
+		if err != nil {
 			ln.Close()
 			fmt.Fprintf(stderr, "amx: %v\n", err)
 			return 1

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner/runnertest"
@@ -438,7 +439,7 @@ func TestReadyFailsOnShutdown(t *testing.T) {
 // time and group key, the oldest removed beyond the cap; bad input is not.
 func TestRecord(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rec")
-	rec, err := NewRecorder(dir, 2)
+	rec, err := NewRecorder(dir, 2, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,6 +478,72 @@ func TestRecord(t *testing.T) {
 			t.Errorf("%s is not a payload amx test can read: %v", f, err)
 		}
 	}
+}
+
+// TestRecordBounds: recordings are capped in bytes too, and neither a
+// link planted in the directory nor a directory others can write to lets a
+// notification overwrite another file.
+func TestRecordBounds(t *testing.T) {
+	t.Run("bytes", func(t *testing.T) {
+		dir := t.TempDir()
+		rec, err := NewRecorder(dir, 100, 250)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		for i := range 5 {
+			if err := rec.Record(now.Add(time.Duration(i)), "g", []byte(strings.Repeat("x", 100))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rec.Record(now, "g", []byte(strings.Repeat("x", 251))); err == nil {
+			t.Error("a notification larger than the bytes kept was recorded")
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*"))
+		if len(files) != 2 {
+			t.Errorf("%d files kept of 100 bytes each under a cap of 250, want 2: %q", len(files), files)
+		}
+		// A new recorder counts what is there.
+		if _, err := NewRecorder(dir, 100, 150); err != nil {
+			t.Fatal(err)
+		}
+		if files, _ := filepath.Glob(filepath.Join(dir, "*")); len(files) != 1 {
+			t.Errorf("%d files kept after a restart with a cap of 150, want 1", len(files))
+		}
+	})
+	t.Run("planted link", func(t *testing.T) {
+		dir := t.TempDir()
+		target := filepath.Join(t.TempDir(), "precious")
+		if err := os.WriteFile(target, []byte("keep me"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := NewRecorder(dir, 10, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		when := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+		for _, name := range []string{".recording", "20261204T100000.000000000Z_g.json"} {
+			if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rec.Record(when, "g", []byte(firing)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(target); string(b) != "keep me" {
+			t.Errorf("the link's target now holds %q", b)
+		}
+	})
+	t.Run("writable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		_, err := NewRecorder(dir, 10, 1<<20)
+		if want := "may be written by other users (mode -rwxrwxrwx)"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewRecorder on a world-writable directory: %v, want %q", err, want)
+		}
+	})
 }
 
 // TestNoWait: with wait: false the answer comes once the processes have

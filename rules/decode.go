@@ -160,12 +160,24 @@ func (d *decoder) positive(n *yaml.Node, path string, out *int) {
 // bytes accepts a positive size in bytes, or with a KiB, MiB or GiB suffix.
 func (d *decoder) bytes(n *yaml.Node, path string, out *uint64) {
 	n = resolve(n)
-	const want = "want a size like 256MiB or a number of bytes"
 	if n.Kind != yaml.ScalarNode || isNull(n) {
-		d.errorf(n, path, "%s, got %s", want, describe(n))
+		d.errorf(n, path, "%s, got %s", sizeWanted, describe(n))
 		return
 	}
-	text, unit := n.Value, uint64(1)
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		d.errorf(n, path, "%v", err)
+		return
+	}
+	*out = v
+}
+
+const sizeWanted = "want a size like 256MiB or a number of bytes"
+
+// ParseSize reads a positive size in bytes, or with a KiB, MiB or GiB
+// suffix ("256MiB").
+func ParseSize(s string) (uint64, error) {
+	text, unit := s, uint64(1)
 	for suffix, size := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
 		if t, ok := strings.CutSuffix(text, suffix); ok {
 			text, unit = strings.TrimSpace(t), size
@@ -173,10 +185,9 @@ func (d *decoder) bytes(n *yaml.Node, path string, out *uint64) {
 	}
 	v, err := strconv.ParseUint(text, 10, 64)
 	if err != nil || v == 0 || v > math.MaxUint64/unit {
-		d.errorf(n, path, "%s, got %q", want, n.Value)
-		return
+		return 0, fmt.Errorf("%s, got %q", sizeWanted, s)
 	}
-	*out = v * unit
+	return v * unit, nil
 }
 
 // duration accepts Go durations ("90s", "10m", "1h30m"); zero means unset.
