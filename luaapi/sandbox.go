@@ -120,7 +120,12 @@ func newState() *state {
 	g.RawSetString("rawget", L.NewFunction(s.rawget))
 
 	str := g.RawGetString("string").(*lua.LTable)
+	// gopher-lua makes the string library its own metatable, with
+	// __index = itself, so ("").__index was the library, writable.
+	str.RawSetString("__index", lua.LNil)
 	str.RawSetString("dump", lua.LNil)
+	str.RawSetString("byte", L.NewFunction(cappedByte(str.RawGetString("byte"))))
+	g.RawSetString("unpack", L.NewFunction(cappedUnpack(g.RawGetString("unpack"))))
 	str.RawSetString("rep", L.NewFunction(cappedRep(str.RawGetString("rep"))))
 	str.RawSetString("format", L.NewFunction(cappedFormat(str.RawGetString("format"))))
 	for name, fn := range map[string]lua.LGFunction{"find": strFind, "match": strMatch, "gmatch": strGmatch, "gsub": strGsub} {
@@ -134,11 +139,11 @@ func newState() *state {
 	for _, name := range []string{"string", "table", "math"} {
 		g.RawSetString(name, s.readOnly(g.RawGetString(name).(*lua.LTable)))
 	}
-	// ("x"):rep() goes through the string metatable to the real library;
-	// protect it so getmetatable("") cannot hand the library out.
-	if mt, ok := L.GetMetatable(lua.LString("")).(*lua.LTable); ok {
-		mt.RawSetString("__metatable", lua.LFalse)
-	}
+	// ("x"):rep() reads the library through the strings' metatable: make
+	// it read through the same read-only proxy, and hide it.
+	strMeta := s.protectedMeta()
+	strMeta.RawSetString("__index", g.RawGetString("string"))
+	L.SetMetatable(lua.LString(""), strMeta)
 
 	for name, fn := range map[string]lua.LGFunction{
 		"env":          s.env,
@@ -258,15 +263,26 @@ func (s *state) setGlobal(L *lua.LState) int {
 }
 
 // writing wraps a table function that writes to its first argument without
-// metamethods, so that it fills a proxy first and marks the environment
-// dirty.
+// metamethods (table.insert, remove, sort), so that it refuses the shared
+// read-only tables as rawset does, fills a proxy first and marks the
+// environment dirty.
 func (s *state) writing(fn *lua.LFunction) *lua.LFunction {
 	return s.L.NewFunction(func(L *lua.LState) int {
 		if t, ok := L.Get(1).(*lua.LTable); ok {
+			s.checkWritable(t)
 			s.rawWrite(t)
 		}
 		return fn.GFunction(L)
 	})
+}
+
+// checkWritable raises an error for a table with a protected metatable,
+// the read-only library proxies shared between invocations among them;
+// the environment is the exception.
+func (s *state) checkWritable(t *lua.LTable) {
+	if mt, ok := t.Metatable.(*lua.LTable); ok && mt.RawGetString("__metatable") != lua.LNil && t != s.envTable {
+		s.L.RaiseError(readOnlyMsg)
+	}
 }
 
 // rawWrite prepares t for a write that bypasses metamethods.
@@ -341,9 +357,7 @@ func (s *state) setmetatable(L *lua.LState) int {
 // exception.
 func (s *state) rawset(L *lua.LState) int {
 	t := L.CheckTable(1)
-	if mt, ok := t.Metatable.(*lua.LTable); ok && mt.RawGetString("__metatable") != lua.LNil && t != s.envTable {
-		L.RaiseError(readOnlyMsg)
-	}
+	s.checkWritable(t)
 	s.rawWrite(t)
 	t.RawSet(L.CheckAny(2), L.CheckAny(3))
 	L.SetTop(1)

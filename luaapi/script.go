@@ -238,7 +238,7 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 	}
 	vm.dog.enter(inv)
 	st.L.Push(fn)
-	err := st.L.PCall(0, 0, st.handler)
+	err := st.call()
 	vm.dog.leave(inv)
 	st.end()
 	switch {
@@ -254,6 +254,19 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 		return Result{}, err
 	}
 	return inv.res, nil
+}
+
+// call runs the function on top of the state's stack. A panic that escapes
+// gopher-lua's PCall (its registry overflowing while PCall handles another
+// error, say) becomes the run's error, so that the watchdog lets go of the
+// run and the other routes still run; Run then closes the state.
+func (st *state) call() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return st.L.PCall(0, 0, st.handler)
 }
 
 // Kinds of script failure, as am_executor_lua_errors_total labels them.

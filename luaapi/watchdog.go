@@ -189,6 +189,43 @@ func (m *memoryCheck) over() bool {
 	return m.sample[0].Value.Uint64() > m.limit
 }
 
+// maxResults caps the values one call returns: gopher-lua's registry
+// overflows past 65,536, and that error escaped its PCall. It is Lua 5.1's
+// own limit (LUAI_MAXCSTACK).
+const maxResults = 8000
+
+// cappedUnpack is unpack, refusing more than maxResults values as Lua 5.1
+// does.
+func cappedUnpack(unpack lua.LValue) lua.LGFunction {
+	return func(L *lua.LState) int {
+		t := L.CheckTable(1)
+		i, j := L.OptInt(2, 1), L.OptInt(3, t.Len())
+		if i <= j && (j-i >= maxResults || j-i < 0) {
+			L.RaiseError("too many results to unpack")
+		}
+		return forward(L, unpack)
+	}
+}
+
+// cappedByte is string.byte, refusing more than maxResults values as Lua
+// 5.1 does.
+func cappedByte(byteFn lua.LValue) lua.LGFunction {
+	return func(L *lua.LState) int {
+		s := L.CheckString(1)
+		i, j := L.OptInt(2, 1), L.OptInt(3, -1)
+		if i < 0 {
+			i += len(s) + 1
+		}
+		if j < 0 {
+			j += len(s) + 1
+		}
+		if max(i, 1) <= min(j, len(s)) && min(j, len(s))-max(i, 1) >= maxResults {
+			L.RaiseError("string slice too long")
+		}
+		return forward(L, byteFn)
+	}
+}
+
 // cappedRep is string.rep with a cap on the result's length.
 func cappedRep(rep lua.LValue) lua.LGFunction {
 	return func(L *lua.LState) int {

@@ -1,0 +1,49 @@
+package luaapi
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amx-dev/amx/runner/runnertest"
+)
+
+// TestRegistryOverflow: calls that return more values than gopher-lua's
+// registry holds raised a panic past its PCall, which took the HTTP
+// handler down and left the watchdog spinning. unpack and string.byte
+// refuse as Lua 5.1 does; any other overflow becomes the route's error.
+func TestRegistryOverflow(t *testing.T) {
+	n := notification()
+	for len(n.Alerts) < 70_000 {
+		n.Alerts = append(n.Alerts, n.Alerts[0])
+	}
+	vm := NewVM(10*time.Second, 0, nil)
+	for _, tc := range []struct{ src, err string }{
+		{`unpack({}, 1, 1e8)`, "overflow.lua:1: too many results to unpack"},
+		{`return select("#", unpack(msg.alerts))`, "overflow.lua:1: too many results to unpack"},
+		{`return ("x"):rep(1e6):byte(1, -1)`, "overflow.lua:1: string slice too long"},
+		{`local t = {} for i = 1, 7999 do t[i] = i end
+local function f(n, ...) if n == 0 then return select("#", ...) end local r = f(n - 1, unpack(t)) return r end
+return f(20)`, "registry overflow"},
+		{`assert(select("#", unpack({1, 2, 3})) == 3 and select("#", ("abc"):byte(1, -1)) == 3)
+local t = {} for i = 1, 8000 do t[i] = i end assert(select("#", unpack(t)) == 8000)`, ""},
+	} {
+		s, err := Compile("overflow.lua", tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = vm.Run(context.Background(), s, "r", n, 0)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.src, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: err = %v, want %q", tc.src, err, tc.err)
+		}
+	}
+	runnertest.Eventually(t, "the watchdog to stop", func() bool {
+		vm.dog.mu.Lock()
+		defer vm.dog.mu.Unlock()
+		return !vm.dog.watching && vm.dog.active == nil
+	})
+}
