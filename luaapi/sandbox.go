@@ -127,8 +127,8 @@ func newState() *state {
 	str.RawSetString("byte", L.NewFunction(cappedByte(str.RawGetString("byte"))))
 	g.RawSetString("unpack", L.NewFunction(cappedUnpack(g.RawGetString("unpack"))))
 	str.RawSetString("rep", L.NewFunction(cappedRep(str.RawGetString("rep"))))
-	str.RawSetString("format", L.NewFunction(cappedFormat(str.RawGetString("format"))))
-	for name, fn := range map[string]lua.LGFunction{"find": strFind, "match": strMatch, "gmatch": strGmatch, "gsub": strGsub} {
+	for name, fn := range map[string]lua.LGFunction{"find": strFind, "match": strMatch, "gmatch": strGmatch, "gsub": strGsub,
+		"format": strFormat} {
 		str.RawSetString(name, L.NewFunction(fn))
 	}
 	tab := g.RawGetString("table").(*lua.LTable)

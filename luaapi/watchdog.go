@@ -5,7 +5,6 @@ import (
 	"errors"
 	"runtime"
 	"runtime/metrics"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -265,52 +264,6 @@ func cappedConcat(concat lua.LValue) lua.LGFunction {
 			L.RaiseError("table.concat: result longer than %d bytes", maxRep)
 		}
 		return forward(L, concat)
-	}
-}
-
-// cappedFormat is string.format with Lua 5.1's limit on widths and
-// precisions (two digits; gopher-lua passes any to Go, so "%099999999s"
-// built 100 MB) and a cap on the result's length.
-func cappedFormat(format lua.LValue) lua.LGFunction {
-	return func(L *lua.LState) int {
-		f := L.CheckString(1)
-		size := len(f)
-		for i := 0; i < len(f); i++ {
-			if f[i] != '%' {
-				continue
-			}
-			if i++; i < len(f) && f[i] == '%' {
-				continue
-			}
-			for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
-				i++
-			}
-			for _, part := range []string{"width", "precision"} {
-				if part == "precision" {
-					if i >= len(f) || f[i] != '.' {
-						break
-					}
-					i++
-				}
-				digits := 0
-				for ; i < len(f) && '0' <= f[i] && f[i] <= '9'; i++ {
-					digits++
-				}
-				if digits > 2 {
-					L.RaiseError("invalid format (width or precision too long)")
-				}
-				size += 100
-			}
-		}
-		for n := 2; n <= L.GetTop(); n++ {
-			if s, ok := L.Get(n).(lua.LString); ok {
-				size += len(s)
-			}
-		}
-		if size > maxRep {
-			L.RaiseError("string.format: result longer than %d bytes", maxRep)
-		}
-		return forward(L, format)
 	}
 }
 
