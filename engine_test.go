@@ -447,7 +447,7 @@ routes:
   - name: rep
     lua: local t = {} while true do t[#t+1] = string.rep("x", 1e6) end
   - name: doubling
-    lua: local s = "x" while true do s = s .. s end
+    lua: local t, s = {}, ("x"):rep(2^20) while true do t[#t+1] = s .. "y" end
 `)
 	a := startAmx(t, "-f", cfg)
 	code, body := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-rebootmachine.json"))

@@ -2,6 +2,7 @@ package luaapi
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -133,4 +134,137 @@ func TestFormatBounds(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tc.src, err, tc.err)
 		}
 	}
+}
+
+// TestTimeoutInScan: %b and repetitions scan the subject within one call
+// of the matcher; the deadline counts the bytes scanned, not the calls
+// (string.rep("(", 2^24-1):find("%b()") ran 12 s under 100 ms).
+func TestTimeoutInScan(t *testing.T) {
+	for _, src := range []string{
+		`return string.rep("(", 2^24 - 1):find("%b()")`,
+		`return string.rep("a", 2^24 - 1):find(".-b")`,
+		`return string.rep("a", 2^24 - 1):find("a*b")`,
+		`local s = string.rep("a", 2^23) return (s .. s):find("(" .. s .. ")%1b")`,
+	} {
+		s, err := Compile("scan.lua", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewVM(100*time.Millisecond, 0, nil).Run(context.Background(), s, "r", notification(), 0)
+		if lerr, ok := errors.AsType[*Error](err); !ok || lerr.Kind != KindTimeout {
+			t.Errorf("%s: err = %v, want a timeout", src, err)
+		}
+	}
+}
+
+// TestConcatMatchesLua51: `..`, now a host function that bounds its result
+// (boundConcat), gives what Lua 5.1 gives: metamethods from the right,
+// errors for what cannot be joined. (Numbers are written as gopher-lua
+// writes them, which differs from Lua 5.1 past 14 digits, as tostring
+// does.)
+func TestConcatMatchesLua51(t *testing.T) {
+	lua51, err := exec.LookPath("lua5.1")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("lua5.1 is required under CI (apt-get install lua5.1)")
+		}
+		t.Skip("lua5.1 is not installed")
+	}
+	prog := `
+emit = emit or print
+local log = {}
+local mt = {__concat = function(a, b)
+  local function name(x) return type(x) == "table" and x.name or tostring(x) end
+  log[#log + 1] = name(a) .. "+" .. name(b)
+  return "<" .. name(a) .. name(b) .. ">"
+end}
+local A, B = setmetatable({name = "A"}, mt), setmetatable({name = "B"}, mt)
+local function try(f) local ok, r = pcall(f) emit(ok and ("ok " .. tostring(r)) or "error") end
+try(function() return "a" .. "b" .. "c" end)
+try(function() return 1 .. 2 end)
+try(function() return 1.5 .. "|" .. -0.25 .. "|" .. 1e100 end)
+try(function() local x = 10 return x .. "" .. x * 2 end)
+try(function() return "a" .. A .. "b" .. "c" end)
+try(function() return A .. B end)
+try(function() return "x" .. A .. B .. "y" end)
+try(function() return (("a" .. "b") .. "c") .. ("d" .. "e") end)
+try(function() return "a" .. nil end)
+try(function() return "a" .. {} .. "b" end)
+try(function() return true .. "a" end)
+try(function() local t = {name = "t"} return t .. A end)
+emit(table.concat(log, " "))
+`
+	cmd := exec.Command(lua51, "-")
+	cmd.Stdin = strings.NewReader(prog)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("lua5.1: %v", err)
+	}
+	st := newState()
+	defer st.L.Close()
+	var got []string
+	st.L.SetGlobal("emit", st.L.NewFunction(func(L *lua.LState) int {
+		got = append(got, L.CheckString(1))
+		return 0
+	}))
+	s, err := Compile("concat.lua", prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.L.Push(st.L.NewFunctionFromProto(s.proto))
+	if err := st.L.PCall(0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.TrimSuffix(string(out), "\n"); strings.Join(got, "\n") != want {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+}
+
+// TestConcatBounds: one chain of `..` is refused past 16 MiB before it is
+// built (40 operands of 16 MiB built 671 MB in one instruction), and errors
+// name the script's line.
+func TestConcatBounds(t *testing.T) {
+	for _, tc := range []struct{ src, err string }{
+		{"local s = string.rep('x', 2^24)\nreturn s" + strings.Repeat("..s", 39), "bound.lua:2: string concatenation: result longer than 16777216 bytes"},
+		{"local s = 'x'\nwhile true do s = s .. s end", "bound.lua:2: string concatenation: result longer than 16777216 bytes"},
+		{"local t = {}\nreturn 'a' .. t", "bound.lua:2: cannot perform concat operation between string and table"},
+	} {
+		s, err := Compile("bound.lua", tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewVM(10*time.Second, 0, nil).Run(context.Background(), s, "r", notification(), 0)
+		if err == nil || err.Error() != tc.err {
+			t.Errorf("%q: err = %v, want %q", tc.src, err, tc.err)
+		}
+	}
+}
+
+// FuzzFormat: whatever the format and arguments, string.format returns a
+// string within its bound or raises a Lua error; it never fails in Go.
+// Run with go test -fuzz FuzzFormat ./luaapi; the seeds run with every go
+// test.
+func FuzzFormat(f *testing.F) {
+	for _, seed := range []string{"%5.2f|%-3s|%d%%", "%[1]s%[1]s", "%q", "%#019x", "%-0.0u", "%c", "%", "%99.99f", "%.3s", "%------d"} {
+		f.Add(seed, "h\u00e9llo", 3.75)
+	}
+	st := newState()
+	f.Cleanup(func() { st.L.Close() })
+	f.Fuzz(func(t *testing.T, format, s string, x float64) {
+		L := st.L
+		L.Push(L.NewFunction(strFormat))
+		L.Push(lua.LString(format))
+		for range 4 {
+			L.Push(lua.LString(s))
+			L.Push(lua.LNumber(x))
+		}
+		err := L.PCall(9, 1, nil)
+		switch {
+		case err != nil && strings.Contains(err.Error(), "runtime error"):
+			t.Fatalf("format(%q, %q, %v): %v", format, s, x, err)
+		case err == nil && len(L.Get(-1).String()) > maxRep:
+			t.Fatalf("format(%q, ...): %d bytes", format, len(L.Get(-1).String()))
+		}
+		L.SetTop(0)
+	})
 }

@@ -270,6 +270,26 @@ func validEnvName(name string) bool {
 	return name != ""
 }
 
+// unsafeEnv are the variables env() refuses besides LD_*: they make the
+// dynamic loader, a shell or an interpreter load or run code named by the
+// value, which a script may have taken from an alert. (glibc ignores most
+// of them for setuid programs for the same reason.) PATH stays allowed: a
+// rule may choose where its command looks for programs.
+var unsafeEnv = map[string]bool{
+	"GCONV_PATH": true, "GETCONF_DIR": true, "HOSTALIASES": true, "LOCALDOMAIN": true, "LOCPATH": true,
+	"MALLOC_TRACE": true, "NIS_PATH": true, "NLSPATH": true, "RESOLV_HOST_CONF": true, "RES_OPTIONS": true,
+	"BASH_ENV": true, "ENV": true, "SHELLOPTS": true, "BASHOPTS": true, "PS4": true,
+	"PYTHONPATH": true, "PYTHONHOME": true, "PYTHONSTARTUP": true, "PERL5LIB": true, "PERL5OPT": true,
+	"PERLLIB": true, "RUBYLIB": true, "RUBYOPT": true, "NODE_OPTIONS": true,
+	"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true,
+}
+
+// Unsafe reports whether env() refuses a variable name: the dynamic
+// loader's LD_* and the others of unsafeEnv.
+func Unsafe(name string) bool {
+	return strings.HasPrefix(name, "LD_") || unsafeEnv[name]
+}
+
 // env(name, value) adds a variable to every command this invocation execs.
 func (s *state) env(L *lua.LState) int {
 	name := L.CheckString(1)
@@ -278,6 +298,9 @@ func (s *state) env(L *lua.LState) int {
 	}
 	if strings.HasPrefix(name, "AMX_") {
 		L.ArgError(1, fmt.Sprintf("%s: AMX_ names are reserved for amx", name))
+	}
+	if Unsafe(name) {
+		L.ArgError(1, fmt.Sprintf("%s: refused, it makes the command load or run other code", name))
 	}
 	value := argString(L, "env", 2, L.Get(2), 0)
 	s.inv.res.Env = append(s.inv.res.Env, name+"="+value)

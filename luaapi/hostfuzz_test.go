@@ -34,6 +34,9 @@ func FuzzHostFunctions(f *testing.F) {
 		`exec("a", alert)`,
 		`pcall(skip, "x") exec("a")`,
 		`for k, v in pairs(alert.labels) do env(k:upper(), v) end exec("a")`,
+		`exec("a", string.format("%[1]s", "x"))`,
+		`env("LD_PRELOAD", "/tmp/x.so") exec("a")`,
+		`exec("a", unpack(msg.alerts))`,
 	} {
 		f.Add(seed)
 	}
@@ -62,7 +65,7 @@ func FuzzHostFunctions(f *testing.F) {
 		}
 		for _, kv := range res.Env {
 			name, value, ok := strings.Cut(kv, "=")
-			if !ok || !validEnvName(name) || strings.HasPrefix(name, "AMX_") || strings.IndexByte(value, 0) >= 0 {
+			if !ok || !validEnvName(name) || strings.HasPrefix(name, "AMX_") || Unsafe(name) || strings.IndexByte(value, 0) >= 0 {
 				t.Fatalf("variable %q", kv)
 			}
 		}

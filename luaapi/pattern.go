@@ -37,6 +37,20 @@ type matcher struct {
 	capture  [maxCaptures]capture
 }
 
+// work counts steps of matching, a subject byte scanned or a call, and
+// checks the deadline every 1,024 of them: a pattern can backtrack for
+// exponential time, and %b or a repetition scan the whole subject in one
+// call, all within one Lua instruction, so the watchdog must be able to
+// stop it too.
+func (m *matcher) work(steps int) {
+	if m.steps += steps; m.steps >= 1024 {
+		m.steps = 0
+		if ctx := m.L.Context(); ctx != nil && ctx.Err() != nil {
+			m.L.RaiseError("%v", ctx.Err())
+		}
+	}
+}
+
 // classEnd returns the index just past the single-character class at p.
 func (m *matcher) classEnd(p int) int {
 	c := m.pat[p]
@@ -157,13 +171,7 @@ func (m *matcher) match(s, p int) int {
 	if m.depth++; m.depth > maxMatchDepth {
 		m.L.RaiseError("pattern too complex")
 	}
-	// A pattern can backtrack for exponential time within one Lua
-	// instruction; let the watchdog stop it too.
-	if m.steps++; m.steps%1024 == 0 {
-		if ctx := m.L.Context(); ctx != nil && ctx.Err() != nil {
-			m.L.RaiseError("%v", ctx.Err())
-		}
-	}
+	m.work(1)
 	r := m.doMatch(s, p)
 	m.depth--
 	return r
@@ -260,6 +268,7 @@ func (m *matcher) maxExpand(s, p, ep int) int {
 	for m.single(s+i, p, ep) {
 		i++
 	}
+	m.work(i)
 	for ; i >= 0; i-- { // try with as many repetitions as possible first
 		if r := m.match(s+i, ep+1); r != -1 {
 			return r
@@ -325,12 +334,14 @@ func (m *matcher) matchBalance(s, p int) int {
 		switch m.src[i] {
 		case close:
 			if depth--; depth == 0 {
+				m.work(i - s)
 				return i + 1
 			}
 		case open:
 			depth++
 		}
 	}
+	m.work(len(m.src) - s)
 	return -1
 }
 
@@ -344,6 +355,7 @@ func (m *matcher) matchCapture(s int, c byte) int {
 		return -1 // as in Lua, a position capture matches nothing
 	}
 	capt := m.src[m.capture[i].init : m.capture[i].init+m.capture[i].len]
+	m.work(len(capt))
 	if strings.HasPrefix(m.src[s:], capt) {
 		return s + len(capt)
 	}

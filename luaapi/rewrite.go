@@ -33,6 +33,7 @@ import (
 const (
 	skipReturnName = "<skip>"
 	execFieldsName = "<exec>"
+	concatName     = "<concat>"
 	// maxFields bounds the fields of a rewritten exec{}: each takes two
 	// registers of the call, and gopher-lua gives a function 200.
 	maxFields = 64
@@ -54,8 +55,8 @@ func rewrite(chunk []ast.Stmt) {
 				declared[n] = true
 			}
 		}
-	}, func(e ast.Expr) {
-		if f, ok := e.(*ast.FunctionExpr); ok && f.ParList != nil {
+	}, func(e *ast.Expr) {
+		if f, ok := (*e).(*ast.FunctionExpr); ok && f.ParList != nil {
 			for _, n := range f.ParList.Names {
 				declared[n] = true
 			}
@@ -65,8 +66,8 @@ func rewrite(chunk []ast.Stmt) {
 		rewriteSkips(chunk)
 	}
 	if !declared["exec"] {
-		walk(chunk, func(ast.Stmt) {}, func(e ast.Expr) {
-			if call, ok := e.(*ast.FuncCallExpr); ok {
+		walk(chunk, func(ast.Stmt) {}, func(e *ast.Expr) {
+			if call, ok := (*e).(*ast.FuncCallExpr); ok {
 				rewriteExec(call)
 			}
 		})
@@ -175,87 +176,129 @@ func isGlobal(e ast.Expr, name string) bool {
 }
 
 // walk calls stmt for every statement and expr for every expression in
-// stmts, functions included, each before what it contains.
-func walk(stmts []ast.Stmt, stmt func(ast.Stmt), expr func(ast.Expr)) {
+// stmts, functions included, each before what it contains. expr gets the
+// place that holds the expression and may replace it; walk then goes into
+// the replacement.
+func walk(stmts []ast.Stmt, stmt func(ast.Stmt), expr func(*ast.Expr)) {
 	var s func(ast.Stmt)
-	var e func(ast.Expr)
+	var e func(*ast.Expr)
 	block := func(stmts []ast.Stmt) {
 		for _, st := range stmts {
 			s(st)
 		}
 	}
-	exprs := func(es ...ast.Expr) {
+	exprs := func(es ...*ast.Expr) {
 		for _, x := range es {
-			if x != nil {
+			if *x != nil {
 				e(x)
 			}
+		}
+	}
+	list := func(es []ast.Expr) {
+		for i := range es {
+			exprs(&es[i])
 		}
 	}
 	s = func(st ast.Stmt) {
 		stmt(st)
 		switch st := st.(type) {
 		case *ast.AssignStmt:
-			exprs(st.Lhs...)
-			exprs(st.Rhs...)
+			list(st.Lhs)
+			list(st.Rhs)
 		case *ast.LocalAssignStmt:
-			exprs(st.Exprs...)
+			list(st.Exprs)
 		case *ast.FuncCallStmt:
-			exprs(st.Expr)
+			exprs(&st.Expr)
 		case *ast.DoBlockStmt:
 			block(st.Stmts)
 		case *ast.WhileStmt:
-			exprs(st.Condition)
+			exprs(&st.Condition)
 			block(st.Stmts)
 		case *ast.RepeatStmt:
 			block(st.Stmts)
-			exprs(st.Condition)
+			exprs(&st.Condition)
 		case *ast.IfStmt:
-			exprs(st.Condition)
+			exprs(&st.Condition)
 			block(st.Then)
 			block(st.Else)
 		case *ast.NumberForStmt:
-			exprs(st.Init, st.Limit, st.Step)
+			exprs(&st.Init, &st.Limit, &st.Step)
 			block(st.Stmts)
 		case *ast.GenericForStmt:
-			exprs(st.Exprs...)
+			list(st.Exprs)
 			block(st.Stmts)
 		case *ast.FuncDefStmt:
-			exprs(st.Name.Func, st.Name.Receiver, st.Func)
+			exprs(&st.Name.Func, &st.Name.Receiver)
+			var fn ast.Expr = st.Func
+			e(&fn) // a function definition stays one
 		case *ast.ReturnStmt:
-			exprs(st.Exprs...)
+			list(st.Exprs)
 		}
 	}
-	e = func(x ast.Expr) {
-		expr(x)
-		switch x := x.(type) {
+	e = func(p *ast.Expr) {
+		expr(p)
+		switch x := (*p).(type) {
 		case *ast.AttrGetExpr:
-			exprs(x.Object, x.Key)
+			exprs(&x.Object, &x.Key)
 		case *ast.TableExpr:
 			for _, f := range x.Fields {
-				exprs(f.Key, f.Value)
+				exprs(&f.Key, &f.Value)
 			}
 		case *ast.FuncCallExpr:
-			exprs(x.Func, x.Receiver)
-			exprs(x.Args...)
+			exprs(&x.Func, &x.Receiver)
+			list(x.Args)
 		case *ast.LogicalOpExpr:
-			exprs(x.Lhs, x.Rhs)
+			exprs(&x.Lhs, &x.Rhs)
 		case *ast.RelationalOpExpr:
-			exprs(x.Lhs, x.Rhs)
+			exprs(&x.Lhs, &x.Rhs)
 		case *ast.StringConcatOpExpr:
-			exprs(x.Lhs, x.Rhs)
+			exprs(&x.Lhs, &x.Rhs)
 		case *ast.ArithmeticOpExpr:
-			exprs(x.Lhs, x.Rhs)
+			exprs(&x.Lhs, &x.Rhs)
 		case *ast.UnaryMinusOpExpr:
-			exprs(x.Expr)
+			exprs(&x.Expr)
 		case *ast.UnaryNotOpExpr:
-			exprs(x.Expr)
+			exprs(&x.Expr)
 		case *ast.UnaryLenOpExpr:
-			exprs(x.Expr)
+			exprs(&x.Expr)
 		case *ast.FunctionExpr:
 			block(x.Stmts)
 		}
 	}
 	block(stmts)
+}
+
+// boundConcat rewrites every chain of `..` into a call of the host
+// function concatName, which refuses a result longer than maxRep before
+// building it and otherwise does what gopher-lua's OP_CONCAT does. One
+// OP_CONCAT joins all the operands of a chain in a single instruction,
+// which the watchdog cannot interrupt: 40 operands of 16 MiB built 671 MB
+// at once. Unlike the rewrites above this is not for speed, so scripts get
+// it compiled either way.
+//
+//	a .. b .. c  →  <concat>(a, b, c)
+func boundConcat(chunk []ast.Stmt) {
+	walk(chunk, func(ast.Stmt) {}, func(p *ast.Expr) {
+		c, ok := (*p).(*ast.StringConcatOpExpr)
+		if !ok {
+			return
+		}
+		call := &ast.FuncCallExpr{Func: ident(concatName, c), Args: []ast.Expr{c.Lhs}}
+		at(call, c)
+		rest := c.Rhs
+		for {
+			next, ok := rest.(*ast.StringConcatOpExpr)
+			if !ok {
+				break
+			}
+			call.Args = append(call.Args, next.Lhs)
+			rest = next.Rhs
+		}
+		call.Args = append(call.Args, rest)
+		// One result, as the operator gives, wherever the call stands.
+		call.AdjustRet = true
+		*p = call
+	})
 }
 
 // maxKeys bounds the names readKeys returns of each kind: prefill looks
@@ -274,8 +317,8 @@ func readKeys(chunk []ast.Stmt) (labels, annotations []string) {
 		}
 		return list
 	}
-	walk(chunk, func(ast.Stmt) {}, func(e ast.Expr) {
-		get, ok := e.(*ast.AttrGetExpr)
+	walk(chunk, func(ast.Stmt) {}, func(e *ast.Expr) {
+		get, ok := (*e).(*ast.AttrGetExpr)
 		if !ok {
 			return
 		}

@@ -150,6 +150,7 @@ func newState() *state {
 		"log":          s.log,
 		skipReturnName: s.skipReturn,
 		execFieldsName: s.execFields,
+		concatName:     concat,
 	} {
 		g.RawSetString(name, L.NewFunction(fn))
 	}

@@ -52,6 +52,7 @@ func compile(name, src string, fast bool) (*Script, error) {
 		gs = guards(chunk)
 		labelKeys, annotationKeys = readKeys(chunk)
 		rewrite(chunk)
+		boundConcat(chunk)
 		proto, err = lua.Compile(chunk, name)
 		if err != nil {
 			// A rewritten exec{} takes two registers a field where the
@@ -61,6 +62,7 @@ func compile(name, src string, fast bool) (*Script, error) {
 		}
 	}
 	if proto == nil {
+		boundConcat(chunk)
 		proto, err = lua.Compile(chunk, name)
 	}
 	if err != nil {

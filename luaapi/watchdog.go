@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,6 +224,53 @@ func cappedByte(byteFn lua.LValue) lua.LGFunction {
 		}
 		return forward(L, byteFn)
 	}
+}
+
+// concat is the `..` of a chain of operands (see boundConcat): gopher-lua's
+// OP_CONCAT step for step, from the right, with metamethods for operands
+// that are neither strings nor numbers, but refusing a string longer than
+// maxRep before building it.
+func concat(L *lua.LState) int {
+	n := L.GetTop()
+	rhs := L.Get(n)
+	for i := n - 1; i >= 1; {
+		lhs := L.Get(i)
+		if !lua.LVCanConvToString(lhs) || !lua.LVCanConvToString(rhs) {
+			op := L.GetMetaField(lhs, "__concat")
+			if op == lua.LNil {
+				op = L.GetMetaField(rhs, "__concat")
+			}
+			if op.Type() != lua.LTFunction {
+				L.RaiseError("cannot perform concat operation between %v and %v", lhs.Type(), rhs.Type())
+			}
+			L.Push(op)
+			L.Push(lhs)
+			L.Push(rhs)
+			L.Call(2, 1)
+			rhs = L.Get(-1)
+			L.Pop(1)
+			i--
+			continue
+		}
+		// The run of strings and numbers that ends at rhs, joined at once.
+		from, size := i, len(lua.LVAsString(rhs))
+		for from >= 1 && lua.LVCanConvToString(L.Get(from)) {
+			if size += len(lua.LVAsString(L.Get(from))); size > maxRep {
+				L.RaiseError("string concatenation: result longer than %d bytes", maxRep)
+			}
+			from--
+		}
+		var b strings.Builder
+		b.Grow(size)
+		for k := from + 1; k <= i; k++ {
+			b.WriteString(lua.LVAsString(L.Get(k)))
+		}
+		b.WriteString(lua.LVAsString(rhs))
+		rhs = lua.LString(b.String())
+		i = from
+	}
+	L.Push(rhs)
+	return 1
 }
 
 // cappedRep is string.rep with a cap on the result's length.
