@@ -1340,3 +1340,82 @@ func TestIdleConnections(t *testing.T) {
 		t.Errorf("%d descriptors open, want at most max_connections (1024) more than the %d before", n, fds0)
 	}
 }
+
+// TestThousandProcesses: one notification of 1,000 alerts on a route that
+// starts a long process per alert. amx took a thread per process and
+// aborted at the unit's task limit, orphaning them; now it runs
+// max_processes (256 by default) on a few threads, answers 503 for the
+// rest so that Alertmanager retries them, and the resolve ends them all.
+func TestThousandProcesses(t *testing.T) {
+	dir := t.TempDir()
+	a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", `
+routes:
+  - name: long
+    max: 1
+    wait: false
+    lua: if alert.status == "firing" then exec("sleep", "1000") end
+`))
+	pid := a.cmd.Process.Pid
+	threads0 := procStatus(t, pid, "Threads")
+	alerts := func(status string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `{"status":%q,"alerts":[`, status)
+		for i := range 1000 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"status":%q,"fingerprint":"%016x","labels":{"alertname":"Long","n":"%d"}}`, status, i, i)
+		}
+		b.WriteString("]}")
+		return b.String()
+	}
+	code, body := post(t, nil, "http://"+a.addr+"/", alerts("firing"))
+	if code != 503 || body != "744 actions not started: amx runs max_processes already; retry later\n" {
+		t.Errorf("answer %d %q", code, body)
+	}
+	if n := metric(t, a, "am_executor_processes_current"); n != 256 {
+		t.Errorf("%v processes running, want 256", n)
+	}
+	threads := procStatus(t, pid, "Threads")
+	t.Logf("threads: %d before, %d with 256 processes running", threads0, threads)
+	if threads > threads0+32 {
+		t.Errorf("%d threads with 256 processes running, %d before", threads, threads0)
+	}
+	post(t, nil, "http://"+a.addr+"/", alerts("resolved"))
+	runnertest.Eventually(t, "every process to end", func() bool {
+		return metric(t, a, "am_executor_processes_current") == 0
+	})
+}
+
+// TestEnvironmentBudget: every variable counts against the environment's
+// budget, the notification's common labels too: 20 common labels of 120
+// KiB made every command fail with "argument list too long".
+func TestEnvironmentBudget(t *testing.T) {
+	dir := t.TempDir()
+	a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+commands:
+  - cmd: sh
+    args: ["-c", 'echo "$AMX_LABEL_L00" | wc -c > "$0/ran"', %q]
+routes:
+  - name: route
+    lua: |
+      env("FROM_SCRIPT", string.rep("y", 100000))
+      exec("sh", "-c", 'echo "$AMX_ROUTE ${#FROM_SCRIPT}" > "$0/route"', %q)
+`, dir, dir)))
+	var labels []string
+	for i := range 20 {
+		labels = append(labels, fmt.Sprintf(`"L%02d":"%s"`, i, strings.Repeat("x", 120<<10)))
+	}
+	common := "{" + strings.Join(labels, ",") + "}"
+	body := fmt.Sprintf(`{"status":"firing","commonLabels":%s,"alerts":[{"status":"firing","fingerprint":"f","labels":%s}]}`, common, common)
+	if code, answer := post(t, nil, "http://"+a.addr+"/", body); code != 200 {
+		t.Fatalf("answer %d %q", code, answer)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "ran")); strings.TrimSpace(string(b)) != strconv.Itoa(120<<10+1) {
+		t.Errorf("the command saw AMX_LABEL_L00 of %q bytes", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "route")); string(b) != "route 100000\n" {
+		t.Errorf("the route's command wrote %q", b)
+	}
+	a.waitLog(t, "variables left out of the commands' environment")
+}

@@ -122,10 +122,11 @@ func Decide(ctx context.Context, r *Rules, m *Message) Plan {
 
 // decision carries what is built once per notification.
 type decision struct {
-	plan  *Plan
-	msg   *Message
-	env   []string             // the classic AMX_* variables, shared by every action
-	notif *luaapi.Notification // the notification as scripts see it
+	plan    *Plan
+	msg     *Message
+	env     []string             // the classic AMX_* variables, shared by every action
+	envSize int                  // what env takes of the environment's budget
+	notif   *luaapi.Notification // the notification as scripts see it
 	// dropped holds plan.EnvDropped, to list each once.
 	dropped map[string]bool
 	digest  string // of the notification, once needed
@@ -134,7 +135,7 @@ type decision struct {
 func (d *decision) classicEnv() []string {
 	if d.env == nil {
 		w := classicEnv(d.msg)
-		d.env, d.plan.EnvCut = w.env, w.cut
+		d.env, d.envSize, d.plan.EnvCut = w.env, w.size, w.cut
 		d.drop(w.dropped)
 	}
 	return d.env
@@ -209,7 +210,7 @@ func (d *decision) commands(set *rules.Set) {
 		}
 		act := newAction(c.Name, &c.Process, bind(c, m))
 		act.Key = commandKey(c)
-		act.Cmd, act.Args, act.Env = c.Cmd, c.Args, d.classicEnv()
+		act.Cmd, act.Args, act.CommonEnv = c.Cmd, c.Args, d.classicEnv()
 		d.plan.Actions = append(d.plan.Actions, act)
 		occurrence := Occurrence{Key: "n\x00" + d.notificationDigest() + "\x00" + act.Key}
 		if c.Once {
@@ -248,10 +249,12 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 				d.plan.Skips = append(d.plan.Skips, Skip{Name: route.Name, Reason: SkipLua,
 					Detail: res.SkipReason, Fingerprint: a.Fingerprint})
 			case len(res.Execs) > 0:
-				env := routeEnv(d.classicEnv(), route.Name, a, res.Env)
+				classic := d.classicEnv()
+				env := routeEnv(d.envSize, route.Name, a, res.Env)
 				d.drop(env.dropped)
 				for _, e := range res.Execs {
 					act := routeAction(route, a, e, env.env)
+					act.CommonEnv = classic
 					d.plan.Actions = append(d.plan.Actions, act)
 					d.plan.Occurrences = append(d.plan.Occurrences, alertOccurrence(a, act.Key, route.Once))
 				}

@@ -147,7 +147,12 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 			e.log.Warn("recording the notification", "err", err)
 		}
 	}
-	failures := e.Handle(r.Context(), msg)
+	failures, busy := e.Handle(r.Context(), msg)
+	if busy != nil {
+		e.m.errors.WithLabelValues(stageBusy).Inc()
+		e.answer(w, msg.Status, http.StatusServiceUnavailable, strings.Join(append(failures, busy.Error()), "\n"))
+		return
+	}
 	if len(failures) > 0 {
 		e.answer(w, msg.Status, http.StatusInternalServerError, strings.Join(failures, "\n"))
 		return
@@ -156,8 +161,10 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // Handle decides and runs one notification under the current rules, and
-// returns one line per failure that must be reported to Alertmanager.
-func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
+// returns one line per failure that must be reported to Alertmanager, and
+// an error when some actions could not start for lack of capacity, which a
+// retry may find.
+func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, busy error) {
 	plan := Decide(ctx, e.rules.Load(), msg)
 	// Skips are decisions, not events: counted on the notification's line,
 	// each one with its reason at debug level (a route that skips every
@@ -205,12 +212,14 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 			failures = append(failures, re.Route+": "+re.Err.Msg)
 		}
 	}
+
 	// Signal first: a process bound to an alert that resolved in this very
 	// notification must not outlive it, while the actions planned now (a
 	// route's cleanup for that alert, say) must not be hit by the signal.
 	e.run.Resolve(plan.Resolved)
 	e.done.resolved(plan.Resolved)
 	actions, occurrences := e.claim(plan)
+	refused := 0
 	for i, res := range e.run.Run(actions) {
 		e.done.settle(occurrences[i], res.Err == nil && res.Skipped == "", time.Now())
 		// A start refused because amx is stopping is amx's failure, not
@@ -218,8 +227,16 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string) {
 		if res.Err != nil && (res.Action.NotifyOnFailure || errors.Is(res.Err, runner.ErrShuttingDown)) {
 			failures = append(failures, res.Action.Name+": "+res.Err.Error())
 		}
+		if res.Skipped == runner.SkipCapacity {
+			refused++
+		}
 	}
-	return failures
+	if refused > 0 {
+		e.log.Warn("actions not started: amx runs max_processes already", "group_key", msg.GroupKey, "refused", refused)
+		// What ran is remembered, so a retry runs only what was refused.
+		return failures, fmt.Errorf("%d actions not started: amx runs max_processes already; retry later", refused)
+	}
+	return failures, nil
 }
 
 // claim returns the plan's actions that may run, with their occurrences:

@@ -209,7 +209,7 @@ func TestDecide(t *testing.T) {
 			var got []action
 			for _, a := range p.Actions {
 				got = append(got, action{a.Name, a.Fingerprint})
-				if !slices.Equal(a.Env, Env(m)) {
+				if !slices.Equal(a.Environ(), Env(m)) {
 					t.Errorf("%s: env is not the notification's AMX_* environment", a.Name)
 				}
 			}

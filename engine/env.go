@@ -19,35 +19,46 @@ func Env(m *Message) []string {
 	return classicEnv(m).env
 }
 
-// classicEnv is Env, with what it left out.
+// classicEnv is Env, with what it left out and what it takes of the
+// environment's budget.
 func classicEnv(m *Message) envWriter {
-	w := envWriter{env: make([]string, 0, min(envSize(m), 1<<14))}
+	w := envWriter{env: make([]string, 0, min(envSize(m), 1<<14)), budget: classicBudget}
 	w.classic(m)
 	return w
 }
 
 // What exec can pass, on Linux: each variable at most MAX_ARG_STRLEN
 // (128 KiB), and all of them with the arguments, and a pointer each, within
-// ARG_MAX (2 MiB by default). The AMX_* variables keep to envBudget, which
-// leaves the rest to amx's own environment and the command's arguments.
+// ARG_MAX (2 MiB by default). Every variable amx sets counts against
+// envBudget, which leaves the rest to amx's own environment and the
+// command's arguments: the notification's variables take at most
+// classicBudget, so that a route's own always have room.
 const (
-	maxVarBytes = 128<<10 - 1
-	envBudget   = 1 << 20
+	maxVarBytes   = 128<<10 - 1
+	envBudget     = 1 << 20
+	classicBudget = envBudget - 256<<10
 )
 
 // envWriter builds an environment. A variable exec cannot pass would fail
 // every command it goes to, so it is left out instead: a value with a NUL
-// byte, one longer than exec allows, and an escaped name that spells a
-// variable a real name already set. What is left out is listed in dropped,
-// for the log. size counts what the variables take of exec's limit.
+// byte, one longer than exec allows, one past the budget, and an escaped
+// name that spells a variable a real name already set. What is left out is
+// listed in dropped, for the log. size counts what the variables take of
+// exec's limit.
 type envWriter struct {
 	env     []string
 	dropped []string
 	size    int
+	budget  int
 	// cut is how many alerts' AMX_ALERT_<n>_* variables were left out
-	// because they would not fit.
-	cut int
+	// because they would not fit; full is set when a variable did not.
+	cut  int
+	full bool
 }
+
+// varSize is what a variable takes of exec's limit: its bytes, "=", the NUL
+// and the pointer.
+func varSize(name, value string) int { return len(name) + len(value) + 2 + 8 }
 
 func (w *envWriter) set(name, value string) {
 	switch {
@@ -55,9 +66,12 @@ func (w *envWriter) set(name, value string) {
 		w.dropped = append(w.dropped, name+" (a NUL byte in its value)")
 	case len(name)+1+len(value) > maxVarBytes:
 		w.dropped = append(w.dropped, fmt.Sprintf("%s (%d bytes, more than exec takes)", name, len(value)))
+	case w.size+varSize(name, value) > w.budget:
+		w.full = true
+		w.dropped = append(w.dropped, fmt.Sprintf("%s (%d bytes, past the environment's budget)", name, len(value)))
 	default:
 		w.env = append(w.env, name+"="+value)
-		w.size += len(name) + len(value) + 2 + 8 // "=", NUL and the pointer
+		w.size += varSize(name, value)
 	}
 }
 
@@ -71,18 +85,23 @@ func (w *envWriter) classic(m *Message) {
 	w.setMap("AMX_LABEL_", m.CommonLabels)
 	w.setMap("AMX_GLABEL_", m.GroupLabels)
 	w.setMap("AMX_ANNOTATION_", m.CommonAnnotations)
-	// The alerts' variables go in alert by alert while they fit; the
+	// The alerts' variables go in alert by alert while they all fit; the
 	// command then finds every alert in AMX_PAYLOAD_FILE (see Plan).
+	budget := w.budget
+	w.budget -= varSize("AMX_ALERTS_TRUNCATED", "1")
 	for i := range m.Alerts {
 		env, dropped, size := len(w.env), len(w.dropped), w.size
+		w.full = false
 		w.alert(i+1, &m.Alerts[i])
-		if w.size > envBudget {
+		if w.full {
 			w.env, w.dropped, w.size = w.env[:env], w.dropped[:dropped], size
 			w.cut = len(m.Alerts) - i
+			w.budget = budget
 			w.set("AMX_ALERTS_TRUNCATED", "1")
 			break
 		}
 	}
+	w.budget = budget
 }
 
 // alert sets the AMX_ALERT_<n>_* variables of alert n.
@@ -178,17 +197,25 @@ func unixSeconds(t time.Time) int64 {
 	return t.Unix()
 }
 
-// routeEnv is the environment of a command a route's script exec'd: the
-// notification's classic variables, AMX_ROUTE, the variables of the alert the
-// script ran for, and what the script set with env().
-func routeEnv(classic []string, route string, a *Alert, extra []string) envWriter {
-	w := envWriter{env: make([]string, 0, len(classic)+3+len(a.Labels)+len(a.Annotations)+len(extra))}
-	w.env = append(w.env, classic...)
+// routeEnv is what a command a route's script exec'd gets besides the
+// notification's classic variables (which every action shares, and which
+// took classicSize of the budget): AMX_ROUTE, the variables of the alert
+// the script ran for, and then what the script set with env(), which has
+// the budget first: the script asked for it by name.
+func routeEnv(classicSize int, route string, a *Alert, extra []string) envWriter {
+	asked := envWriter{env: make([]string, 0, len(extra)), budget: envBudget - classicSize}
+	for _, kv := range extra {
+		name, value, _ := strings.Cut(kv, "=")
+		asked.set(name, value)
+	}
+	w := envWriter{env: make([]string, 0, 3+len(a.Labels)+len(a.Annotations)+len(extra)), size: classicSize + asked.size, budget: envBudget}
 	w.set("AMX_ROUTE", route)
 	w.set("AMX_ALERT_FINGERPRINT", a.Fingerprint)
 	w.set("AMX_ALERT_STATUS", a.Status)
 	w.setMap("AMX_ALERT_LABEL_", a.Labels)
 	w.setMap("AMX_ALERT_ANNOTATION_", a.Annotations)
-	w.env = append(w.env, extra...)
+	w.env = append(w.env, asked.env...)
+	w.dropped = append(w.dropped, asked.dropped...)
+	w.size += asked.size
 	return w
 }

@@ -119,7 +119,7 @@ func TestRouteEnvAndOptions(t *testing.T) {
 	p := Decide(context.Background(), r, readPayload(t, "firing-diskfull-two-alerts.json"))
 	a := p.Actions[0]
 	classic := Env(readPayload(t, "firing-diskfull-two-alerts.json"))
-	if !slices.Equal(a.Env[:len(classic)], classic) {
+	if !slices.Equal(a.Environ()[:len(classic)], classic) {
 		t.Error("a route's command lacks the classic AMX_* variables")
 	}
 	for _, kv := range []string{
@@ -130,7 +130,7 @@ func TestRouteEnvAndOptions(t *testing.T) {
 		"AMX_ALERT_ANNOTATION_summary=Disk /var on db1 is 97% full",
 		"RUNBOOK=https://runbooks.example/disk",
 	} {
-		if !slices.Contains(a.Env, kv) {
+		if !slices.Contains(a.Environ(), kv) {
 			t.Errorf("env lacks %q", kv)
 		}
 	}

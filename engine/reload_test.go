@@ -225,7 +225,10 @@ routes:
 		return m
 	}
 	answered := make(chan []string, 1)
-	go func() { answered <- e.Handle(context.Background(), msg("firing")) }()
+	go func() {
+		failures, _ := e.Handle(context.Background(), msg("firing"))
+		answered <- failures
+	}()
 	pid := runnertest.ReadInt(t, filepath.Join(dir, "pid"))
 
 	// The same route, edited: its live process still counts for max.
@@ -233,8 +236,8 @@ routes:
 	if err := e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if failures := e.Handle(t.Context(), msg("firing")); len(failures) != 0 {
-		t.Fatalf("second firing: %q", failures)
+	if failures, busy := e.Handle(t.Context(), msg("firing")); len(failures) != 0 || busy != nil {
+		t.Fatalf("second firing: %q %v", failures, busy)
 	}
 	if got := metric(t, e, `am_executor_skipped_total{reason="fingerover"}`); got != "1" {
 		t.Errorf("skipped fingerover = %s, want 1: max was not kept across the reload", got)

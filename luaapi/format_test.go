@@ -129,7 +129,7 @@ func TestFormatBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = NewVM(100*time.Millisecond, 128<<20, nil).Run(context.Background(), s, "r", notification(), 0)
+		_, err = NewVM(10*time.Second, 128<<20, nil).Run(context.Background(), s, "r", notification(), 0)
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: err = %v, want %q", tc.src, err, tc.err)
 		}

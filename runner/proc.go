@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -133,40 +134,76 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 	p := &proc{action: a, done: make(chan struct{})}
 	log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
 	skip, err := r.track(p)
-	if skip != "" {
+	switch {
+	case skip == SkipFingerOver:
 		r.m.Skipped.WithLabelValues(skip).Inc()
 		log.Info("skipped: too many processes for this fingerprint", "reason", skip, "max", a.Max)
 		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
-	}
-	if err != nil {
+	case skip == SkipCapacity:
+		r.m.Skipped.WithLabelValues(skip).Inc()
+		// Debug: the notification's answer says how many, in one line.
+		log.Debug("not started: amx runs max_processes already", "reason", skip)
+		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
+	case err != nil:
 		r.m.Errors.WithLabelValues("start").Inc()
 		log.Error("not started", "err", err)
 		return nil, Result{Action: a, Err: err, ExitCode: -1}
 	}
+	l, err := r.prepare(p, log)
+	if err == nil {
+		err = r.launch(p, l, log)
+	}
+	if err != nil {
+		r.untrack(p)
+		r.m.Errors.WithLabelValues("start").Inc()
+		log.Error("not started", "err", err)
+		return nil, Result{Action: a, Err: err, ExitCode: -1}
+	}
+	go r.wait(p, l, log)
+	return p, Result{}
+}
 
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+// launch is one process being started: the command, what it needs while it
+// runs and what is left to clean up after.
+type launch struct {
+	cmd            *exec.Cmd
+	ctx            context.Context // done at the timeout
+	cancel         context.CancelFunc
+	payload        string // the payload file, removed at the end
+	pidfd          int    // -1 without
+	stdout, stderr *lineLogger
+	begin          time.Time
+}
+
+// end releases what the launch holds besides the process.
+func (l *launch) end() {
+	l.cancel()
+	if l.payload != "" {
+		os.Remove(l.payload)
+	}
+}
+
+// prepare builds the command of an action: its environment and payload
+// file, its own process group, its timeout, input and output.
+func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
+	a := p.action
+	l := &launch{pidfd: -1, ctx: context.Background(), cancel: func() {}}
 	if a.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, a.Timeout)
+		l.ctx, l.cancel = context.WithTimeout(l.ctx, a.Timeout)
 	}
-	cmd := exec.CommandContext(ctx, a.Cmd, a.Args...)
-	cmd.Env = append(os.Environ(), a.Env...)
-	payload := ""
+	cmd := exec.CommandContext(l.ctx, a.Cmd, a.Args...)
+	base := os.Environ()
+	cmd.Env = make([]string, 0, len(base)+len(a.CommonEnv)+len(a.Env)+1)
+	cmd.Env = append(append(append(cmd.Env, base...), a.CommonEnv...), a.Env...)
 	if a.PayloadFile {
-		if payload, err = writePayload(a.Payload); err != nil {
-			cancel()
-			r.untrack(p)
-			r.m.Errors.WithLabelValues("start").Inc()
-			log.Error("not started: writing the payload file", "err", err)
-			return nil, Result{Action: a, Err: fmt.Errorf("payload file: %w", err), ExitCode: -1}
+		var err error
+		if l.payload, err = writePayload(a.Payload); err != nil {
+			l.cancel()
+			return nil, fmt.Errorf("payload file: %w", err)
 		}
-		cmd.Env = append(cmd.Env, "AMX_PAYLOAD_FILE="+payload)
+		cmd.Env = append(cmd.Env, "AMX_PAYLOAD_FILE="+l.payload)
 	}
-	removePayload := func() {
-		if payload != "" {
-			os.Remove(payload)
-		}
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, PidFD: &l.pidfd}
 	cmd.Cancel = func() error {
 		// Timed out: ask the whole group to stop, then insist.
 		log.Warn("timed out; terminating process group", "timeout", a.Timeout, "pid", p.getPid())
@@ -180,64 +217,66 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 	case a.Stdin != "":
 		cmd.Stdin = strings.NewReader(a.Stdin)
 	}
-	stdout := &lineLogger{log: log, stream: "stdout", pid: p.getPid}
-	stderr := &lineLogger{log: log, stream: "stderr", pid: p.getPid}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	l.stdout = &lineLogger{log: log, stream: "stdout", pid: p.getPid}
+	l.stderr = &lineLogger{log: log, stream: "stderr", pid: p.getPid}
+	cmd.Stdout, cmd.Stderr = l.stdout, l.stderr
+	l.cmd = cmd
+	return l, nil
+}
 
-	begin := time.Now()
-	if err := cmd.Start(); err != nil {
-		cancel()
-		removePayload()
-		r.untrack(p)
-		r.m.Errors.WithLabelValues("start").Inc()
-		log.Error("start failed", "err", err)
-		return nil, Result{Action: a, Err: fmt.Errorf("start: %w", err), ExitCode: -1}
+// launch starts the prepared command.
+func (r *Runner) launch(p *proc, l *launch, log *slog.Logger) error {
+	l.begin = time.Now()
+	if err := l.cmd.Start(); err != nil {
+		l.end()
+		return fmt.Errorf("start: %w", err)
 	}
-	pid := cmd.Process.Pid
+	pid := l.cmd.Process.Pid
 	p.started(pid)
 	r.m.ProcessesCurrent.Inc()
-	log.Info("started", "pid", pid, "args", a.Args)
+	log.Info("started", "pid", pid, "args", p.action.Args)
+	return nil
+}
 
-	go func() {
-		defer close(p.done)
-		defer cancel()
-		if waitExited(pid) {
-			p.markExited()
-		}
-		err := cmd.Wait()
+// wait waits for a started process to end, and sets its result.
+func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
+	defer close(p.done)
+	defer l.end()
+	a, cmd, pid := p.action, l.cmd, l.cmd.Process.Pid
+	if waitExited(pid, l.pidfd) {
 		p.markExited()
-		removePayload()
-		if errors.Is(err, exec.ErrWaitDelay) {
-			// The command succeeded; a process it left behind still holds
-			// its output, which amx stops reading rather than wait for.
-			log.Warn("output still held open by a process the command left running; no longer read", "pid", pid)
-			err = nil
-		}
-		stdout.flush()
-		stderr.flush()
-		took := time.Since(begin)
-		r.untrack(p)
-		r.m.ProcessesCurrent.Dec()
-		r.m.ProcessDuration.Observe(took.Seconds())
+	}
+	err := cmd.Wait()
+	p.markExited()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// The command succeeded; a process it left behind still holds
+		// its output, which amx stops reading rather than wait for.
+		log.Warn("output still held open by a process the command left running; no longer read", "pid", pid)
+		err = nil
+	}
+	l.stdout.flush()
+	l.stderr.flush()
+	took := time.Since(l.begin)
+	r.untrack(p)
+	r.m.ProcessesCurrent.Dec()
+	r.m.ProcessDuration.Observe(took.Seconds())
 
-		p.result = Result{Action: a, Pid: pid, ExitCode: cmd.ProcessState.ExitCode(), Duration: took}
-		attrs := []any{"pid", pid, "exit_code", p.result.ExitCode, "duration", took.Round(time.Millisecond)}
-		switch {
-		case p.wasResolved():
-			// Stopped on purpose: reporting it would make Alertmanager
-			// retry the firing notification and start it again.
-			p.result.Resolved = true
-			log.Info("ended after its alert resolved", append(attrs, "status", cmd.ProcessState.String())...)
-		case err != nil:
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				err = fmt.Errorf("timed out after %s", a.Timeout)
-			}
-			r.m.Errors.WithLabelValues("command").Inc()
-			p.result.Err = fmt.Errorf("%s: %w", a.Cmd, err)
-			log.Warn("failed", append(attrs, "err", err)...)
-		default:
-			log.Info("finished", attrs...)
+	p.result = Result{Action: a, Pid: pid, ExitCode: cmd.ProcessState.ExitCode(), Duration: took}
+	attrs := []any{"pid", pid, "exit_code", p.result.ExitCode, "duration", took.Round(time.Millisecond)}
+	switch {
+	case p.wasResolved():
+		// Stopped on purpose: reporting it would make Alertmanager
+		// retry the firing notification and start it again.
+		p.result.Resolved = true
+		log.Info("ended after its alert resolved", append(attrs, "status", cmd.ProcessState.String())...)
+	case err != nil:
+		if errors.Is(l.ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %s", a.Timeout)
 		}
-	}()
-	return p, Result{}
+		r.m.Errors.WithLabelValues("command").Inc()
+		p.result.Err = fmt.Errorf("%s: %w", a.Cmd, err)
+		log.Warn("failed", append(attrs, "err", err)...)
+	default:
+		log.Info("finished", attrs...)
+	}
 }

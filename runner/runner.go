@@ -26,8 +26,11 @@ type Action struct {
 	Key  string
 	Cmd  string
 	Args []string
-	// Env is added to amx's own environment.
-	Env []string
+	// CommonEnv and then Env are added to amx's own environment. CommonEnv
+	// is what many actions share (a notification's classic variables), so
+	// that each does not copy it.
+	CommonEnv []string
+	Env       []string
 	// Fingerprint binds the process to an alert: when that alert resolves,
 	// the process group gets Signal. Empty binds to nothing.
 	Fingerprint string
@@ -58,9 +61,16 @@ type Action struct {
 	NoWait bool
 }
 
+// Environ is the variables the action adds to amx's own environment.
+func (a *Action) Environ() []string {
+	return append(a.CommonEnv[:len(a.CommonEnv):len(a.CommonEnv)], a.Env...)
+}
+
 // Skip reasons, as the old executor labelled am_executor_skipped_total.
 const (
 	SkipFingerOver = "fingerover"
+	// SkipCapacity: amx runs max_processes already; a retry may find room.
+	SkipCapacity = "capacity"
 )
 
 // Result is what became of one Action.
@@ -100,6 +110,9 @@ type Options struct {
 	// SIGKILL, and how long amx waits for output held open by descendants
 	// after a command exits. Default 5 s.
 	Grace time.Duration
+	// MaxProcesses caps the processes running at once; zero is no limit.
+	// SetMaxProcesses changes it.
+	MaxProcesses int
 }
 
 // ErrShuttingDown is the start error of actions run after Shutdown began.
@@ -111,8 +124,10 @@ type Runner struct {
 	m     Metrics
 	grace time.Duration
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	closed   bool
+	maxProcs int
+	running  int // processes tracked, started or about to start
 	// live holds every started process by the fingerprint it is bound to.
 	live map[string]map[*proc]struct{}
 	// counts holds live processes per (key, fingerprint), for Max; a slot is
@@ -145,12 +160,21 @@ func New(opts Options) *Runner {
 		}
 	}
 	return &Runner{
-		log:    opts.Logger,
-		m:      opts.Metrics,
-		grace:  opts.Grace,
-		live:   make(map[string]map[*proc]struct{}),
-		counts: make(map[slot]int),
+		log:      opts.Logger,
+		m:        opts.Metrics,
+		grace:    opts.Grace,
+		live:     make(map[string]map[*proc]struct{}),
+		counts:   make(map[slot]int),
+		maxProcs: opts.MaxProcesses,
 	}
+}
+
+// SetMaxProcesses changes the cap on processes running at once; zero is no
+// limit. Processes running past a lowered cap go on.
+func (r *Runner) SetMaxProcesses(n int) {
+	r.mu.Lock()
+	r.maxProcs = n
+	r.mu.Unlock()
 }
 
 // Run starts every action and waits until all of them have ended. Results
@@ -278,6 +302,10 @@ func (r *Runner) track(p *proc) (skip string, err error) {
 	if a.Max > 0 && a.Fingerprint != "" && r.counts[s] >= a.Max {
 		return SkipFingerOver, nil
 	}
+	if r.maxProcs > 0 && r.running >= r.maxProcs {
+		return SkipCapacity, nil
+	}
+	r.running++
 	r.counts[s]++
 	set := r.live[a.Fingerprint]
 	if set == nil {
@@ -295,6 +323,7 @@ func (r *Runner) untrack(p *proc) {
 	s := slot{a.Key, a.Fingerprint}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.running--
 	if r.counts[s]--; r.counts[s] <= 0 {
 		delete(r.counts, s)
 	}

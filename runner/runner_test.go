@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -413,5 +414,78 @@ func TestOutputCut(t *testing.T) {
 	}
 	if !strings.Contains(out, "stream=stderr line=done") {
 		t.Error("the other stream lost its line")
+	}
+}
+
+// threads is the number of OS threads of the test process.
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			var n int
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	t.Fatal("no Threads in /proc/self/status")
+	return 0
+}
+
+// TestWaitingCostsNoThread: a running process is watched by the network
+// poller, not by a thread blocked in waitid. With a thread each, 253
+// processes under a task limit of 512 aborted amx.
+func TestWaitingCostsNoThread(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	before := threads(t)
+	actions := make([]Action, 300)
+	for i := range actions {
+		actions[i] = Action{Name: "sleep", Cmd: "sleep", Args: []string{"1000"}, Fingerprint: fmt.Sprint(i), NoWait: true}
+	}
+	for i, res := range r.Run(actions) {
+		if !res.Started {
+			t.Fatalf("action %d: %+v", i, res)
+		}
+	}
+	during := threads(t)
+	t.Logf("threads: %d before, %d with 300 processes running", before, during)
+	if during-before > 50 {
+		t.Errorf("300 running processes took %d threads, want fewer than 50", during-before)
+	}
+	fps := make([]string, len(actions))
+	for i := range fps {
+		fps[i] = fmt.Sprint(i)
+	}
+	r.Resolve(fps)
+	runnertest.Eventually(t, "the processes to end", func() bool { return r.wgCount() == 0 })
+}
+
+// TestMaxProcesses: past the cap, an action is skipped for capacity, not
+// queued; the cap may change while processes run.
+func TestMaxProcesses(t *testing.T) {
+	r, m := newRunner(t, nil)
+	r.SetMaxProcesses(2)
+	act := func(fp string) Action {
+		return Action{Name: "sleep", Cmd: "sleep", Args: []string{"1000"}, Fingerprint: fp, NoWait: true}
+	}
+	results := r.Run([]Action{act("a"), act("b"), act("c")})
+	if !results[0].Started || !results[1].Started || results[2].Skipped != SkipCapacity {
+		t.Fatalf("results %+v", results)
+	}
+	if n := testutil.ToFloat64(m.Skipped.WithLabelValues(SkipCapacity)); n != 1 {
+		t.Errorf("skipped for capacity: %v, want 1", n)
+	}
+	r.SetMaxProcesses(3)
+	if res := r.Run([]Action{act("c")}); !res[0].Started {
+		t.Errorf("after raising the cap: %+v", res[0])
+	}
+	r.Resolve([]string{"a", "b", "c"})
+	runnertest.Eventually(t, "the processes to end", func() bool { return r.wgCount() == 0 })
+	r.SetMaxProcesses(1)
+	if res := r.Run([]Action{{Name: "true", Cmd: "true", Fingerprint: "d"}}); res[0].Err != nil || res[0].Skipped != "" {
+		t.Errorf("with room again: %+v", res[0])
 	}
 }

@@ -88,7 +88,7 @@ func printActions(w io.Writer, plan engine.Plan, name, fingerprint string, env b
 		fmt.Fprintf(w, "    exec: %s %q\n", a.Cmd, a.Args)
 		fmt.Fprintf(w, "      fingerprint=%s max=%d resolved_signal=%s ignore_resolved=%t notify_on_failure=%t timeout=%s%s\n",
 			orNone(a.Fingerprint), a.Max, signalName(a), a.IgnoreResolved, a.NotifyOnFailure, a.Timeout, extras(a))
-		for _, kv := range a.Env {
+		for _, kv := range a.Environ() {
 			if env || !strings.HasPrefix(kv, "AMX_") {
 				fmt.Fprintf(w, "      %s\n", kv)
 			}

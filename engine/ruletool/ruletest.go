@@ -276,7 +276,7 @@ func matchExec(set *rules.Set, x rules.ExpectExec, a runner.Action) bool {
 	if x.HasArgs && !slices.Equal(x.Args, a.Args) {
 		return false
 	}
-	env := envMap(a.Env)
+	env := envMap(a.Environ())
 	for k, v := range x.Env {
 		if got, ok := env[k]; !ok || got != v {
 			return false
@@ -325,7 +325,7 @@ func expString(x rules.ExpectExec) string {
 func actionString(a runner.Action, keys map[string]bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s %q fingerprint=%s", a.Name, a.Cmd, a.Args, a.Fingerprint)
-	env := envMap(a.Env)
+	env := envMap(a.Environ())
 	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		if v, ok := env[k]; ok {
 			fmt.Fprintf(&b, " %s=%q", k, v)
