@@ -99,7 +99,7 @@ func newMetrics() *metrics {
 	for _, s := range []string{stageRead, stageUnmarshal, stageStart, stageCommand, stageBusy} {
 		m.errors.WithLabelValues(s)
 	}
-	for _, r := range []string{SkipNoMatch, SkipLua, runner.SkipFingerOver} {
+	for _, r := range []string{SkipNoMatch, SkipLua, runner.SkipFingerOver, runner.SkipCapacity} {
 		m.skipped.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "fail"} {
