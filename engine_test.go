@@ -456,16 +456,7 @@ routes:
 		lines[1] != "doubling: "+cfg+":9: stopped: memory limit of 128 MiB reached" {
 		t.Errorf("answer %d:\n%s", code, body)
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var peakKiB int
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			peakKiB, _ = strconv.Atoi(strings.Fields(v)[0])
-		}
-	}
+	peakKiB := procStatus(t, a.cmd.Process.Pid, "VmHWM")
 	t.Logf("amx peak RSS %d MiB", peakKiB>>10)
 	if peakKiB == 0 || peakKiB > 512<<10 {
 		t.Errorf("amx peak RSS %d KiB, want under 512 MiB", peakKiB)
@@ -1072,27 +1063,7 @@ commands:
 		wg.Wait()
 		client.CloseIdleConnections()
 	}
-	status := func(field string) int {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(line, field+":"); ok {
-				n, _ := strconv.Atoi(strings.Fields(v)[0])
-				return n
-			}
-		}
-		t.Fatalf("no %s", field)
-		return 0
-	}
-	fds := func() int {
-		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(entries)
-	}
+	fds := func() int { return openFiles(t, pid) }
 	settled := func(what string, goroutines, files int) {
 		t.Helper()
 		runnertest.Eventually(t, what, func() bool {
@@ -1116,12 +1087,12 @@ commands:
 	// each; resolve them, and everything is back where it started.
 	post(t, nil, url, `{"status":"resolved","alerts":[{"status":"resolved","fingerprint":"000000000000long","labels":{"kind":"long"}}]}`)
 	settled("back to the goroutines and files before the load", goroutines0+2, fds0+2)
-	rss1 := status("VmRSS")
+	rss1 := procStatus(t, pid, "VmRSS")
 
 	round(5000, 10000)
 	post(t, nil, url, `{"status":"resolved","alerts":[{"status":"resolved","fingerprint":"000000000000long","labels":{"kind":"long"}}]}`)
 	settled("back again after the second round", goroutines0+2, fds0+2)
-	rss2 := status("VmRSS")
+	rss2 := procStatus(t, pid, "VmRSS")
 	t.Logf("goroutines %d, fds %d before; RSS %d kB after round 1, %d kB after round 2", goroutines0, fds0, rss1, rss2)
 	if rss2 > rss1+rss1/5+4096 {
 		t.Errorf("RSS grew from %d to %d kB between two equal rounds", rss1, rss2)
@@ -1163,18 +1134,10 @@ commands:
 	if want := fmt.Sprintf("50000 1 %d\n", len(body)); string(seen) != want {
 		t.Errorf("the command saw %q, want %q", seen, want)
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.Fields(v)[0])
-			t.Logf("%.1f MB of JSON; amx peak RSS %d MB", float64(len(body))/1e6, kb/1024)
-			if kb > 200<<10 {
-				t.Errorf("peak RSS %d MB, want at most 200", kb/1024)
-			}
-		}
+	kb := procStatus(t, a.cmd.Process.Pid, "VmHWM")
+	t.Logf("%.1f MB of JSON; amx peak RSS %d MB", float64(len(body))/1e6, kb/1024)
+	if kb > 200<<10 {
+		t.Errorf("peak RSS %d MB, want at most 200", kb/1024)
 	}
 }
 
@@ -1193,6 +1156,16 @@ func procStatus(t *testing.T, pid int, field string) int {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// openFiles is the number of descriptors process pid has open.
+func openFiles(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
 
 // openConns opens n connections to addr that each send head and then
@@ -1314,13 +1287,7 @@ func TestIdleConnections(t *testing.T) {
 	dir := t.TempDir()
 	a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", "commands: [{cmd: 'true'}]\n"))
 	pid := a.cmd.Process.Pid
-	fds := func() int {
-		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(entries)
-	}
+	fds := func() int { return openFiles(t, pid) }
 	fds0 := fds()
 	// Kept alive after an answer, and opened but silent.
 	health := openConns(t, a.addr, 1100, "GET /_health HTTP/1.1\r\nHost: amx\r\n\r\n")

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
-	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,49 +70,7 @@ func formatCases() []string {
 // real Lua 5.1 interpreter and compares every result; errors compare as
 // "error".
 func TestFormatMatchesLua51(t *testing.T) {
-	lua51, err := exec.LookPath("lua5.1")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("lua5.1 is required under CI (apt-get install lua5.1)")
-		}
-		t.Skip("lua5.1 is not installed")
-	}
-	cases := formatCases()
-	prog := patternProgram(cases)
-	cmd := exec.Command(lua51, "-")
-	cmd.Stdin = strings.NewReader(prog)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("lua5.1: %v", err)
-	}
-	want := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	st := newState()
-	defer st.L.Close()
-	var got []string
-	st.L.SetGlobal("emit", st.L.NewFunction(func(L *lua.LState) int {
-		got = append(got, L.CheckString(1))
-		return 0
-	}))
-	if err := st.L.DoString(prog); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(cases) || len(want) != len(cases) {
-		t.Fatalf("%d cases, %d results here, %d from lua5.1", len(cases), len(got), len(want))
-	}
-	bad := 0
-	for i, c := range cases {
-		g, _, _ := strings.Cut(got[i], "\t")
-		w, _, _ := strings.Cut(want[i], "\t")
-		if strings.Contains(got[i], "runtime error") {
-			t.Errorf("%s: Go runtime error: %s", describe(c), got[i])
-		}
-		if g != w {
-			t.Errorf("%s\n got %s\nwant %s", describe(c), got[i], want[i])
-			if bad++; bad == 20 {
-				t.Fatal("too many differences")
-			}
-		}
-	}
+	matchesLua51(t, formatCases())
 }
 
 // TestFormatBounds: the result's size is known before it is built. An
@@ -163,13 +120,6 @@ func TestTimeoutInScan(t *testing.T) {
 // writes them, which differs from Lua 5.1 past 14 digits, as tostring
 // does.)
 func TestConcatMatchesLua51(t *testing.T) {
-	lua51, err := exec.LookPath("lua5.1")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("lua5.1 is required under CI (apt-get install lua5.1)")
-		}
-		t.Skip("lua5.1 is not installed")
-	}
 	prog := `
 emit = emit or print
 local log = {}
@@ -194,29 +144,9 @@ try(function() return true .. "a" end)
 try(function() local t = {name = "t"} return t .. A end)
 emit(table.concat(log, " "))
 `
-	cmd := exec.Command(lua51, "-")
-	cmd.Stdin = strings.NewReader(prog)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("lua5.1: %v", err)
-	}
-	st := newState()
-	defer st.L.Close()
-	var got []string
-	st.L.SetGlobal("emit", st.L.NewFunction(func(L *lua.LState) int {
-		got = append(got, L.CheckString(1))
-		return 0
-	}))
-	s, err := Compile("concat.lua", prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.L.Push(st.L.NewFunctionFromProto(s.proto))
-	if err := st.L.PCall(0, 0, nil); err != nil {
-		t.Fatal(err)
-	}
-	if want := strings.TrimSuffix(string(out), "\n"); strings.Join(got, "\n") != want {
-		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	want, got := runLua51(t, prog), runSandbox(t, prog)
+	if !slices.Equal(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
