@@ -1386,3 +1386,71 @@ routes:
 	}
 	a.waitLog(t, "variables left out of the commands' environment")
 }
+
+// TestScriptPanic: a script that overflows gopher-lua's stack raised a
+// panic past its PCall: the client got an empty reply, the notification's
+// other routes did not run, and the watchdog kept spinning. Now it fails
+// its route for its alert, the other route runs, and nothing is left
+// running.
+func TestScriptPanic(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+lua: {timeout: 20s}
+routes:
+  - name: unpack
+    lua: return select("#", unpack(msg.alerts, 1, 1e8))
+  - name: overflow
+    lua: |
+      local t = {} for i = 1, 7999 do t[i] = i end
+      local function f(n, ...) if n == 0 then return 0 end local r = f(n - 1, unpack(t)) return r end
+      return f(20)
+  - name: other
+    lua: exec("touch", %q)
+`, marker)))
+	goroutines := metric(t, a, "go_goroutines")
+	code, body := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-rebootmachine.json"))
+	if lines := strings.Split(strings.TrimSpace(body), "\n"); code != 500 || len(lines) != 2 ||
+		!strings.HasSuffix(lines[0], "too many results to unpack") || !strings.HasSuffix(lines[1], "registry overflow") {
+		t.Errorf("answer %d: %q", code, body)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Error("the other route did not run")
+	}
+	runnertest.Eventually(t, "the watchdog to stop", func() bool { return metric(t, a, "go_goroutines") <= goroutines })
+}
+
+// TestRecordDir: a link planted in the record directory does not steer
+// what amx writes, and a directory others may write to is refused at start.
+func TestRecordDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", "commands: [{cmd: 'true'}]\n")
+	rec := filepath.Join(dir, "rec")
+	if err := os.Mkdir(rec, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := writeFile(t, dir, "precious", "keep me")
+	if err := os.Symlink(target, filepath.Join(rec, ".recording")); err != nil {
+		t.Fatal(err)
+	}
+	a := startAmx(t, "-f", cfg, "--record-dir", rec)
+	if code, _ := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-highlatency.json")); code != 200 {
+		t.Errorf("answer %d", code)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep me" {
+		t.Errorf("the planted link's target now holds %.40q", b)
+	}
+	if files, _ := filepath.Glob(filepath.Join(rec, "*.json")); len(files) != 1 {
+		t.Errorf("recordings %q, want one", files)
+	}
+
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777) // past the umask
+	out, err := exec.Command(amxBin, "-f", cfg, "-l", "127.0.0.1:0", "--record-dir", open).CombinedOutput()
+	if exit, ok := errors.AsType[*exec.ExitError](err); !ok || exit.ExitCode() != 1 || !strings.Contains(string(out), "may be written by other users") {
+		t.Errorf("a world-writable record directory: %v, %s", err, out)
+	}
+}

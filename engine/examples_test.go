@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/amx-dev/amx/rules"
 )
 
 // render writes an action as "name: cmd args [fingerprint] options", with
@@ -137,5 +139,44 @@ func TestRouteEnvAndOptions(t *testing.T) {
 	if a.Cmd != filepath.Join("..", "examples", "bin", "cleanup-disk") || a.Timeout != 10*time.Minute || a.Max != 1 ||
 		!a.NotifyOnFailure || a.Key == p.Actions[1].Key && a.Fingerprint == p.Actions[1].Fingerprint {
 		t.Errorf("action: %+v", a)
+	}
+}
+
+// TestRouteActionsShareEnvironment: a route's actions share the
+// notification's classic variables instead of each copying them (3,000
+// alerts took 1.15 GB in amx explain), and the whole environment stays
+// within the budget however many alerts there are.
+func TestRouteActionsShareEnvironment(t *testing.T) {
+	set := &rules.Set{Routes: []*rules.Route{{Name: "r", ScriptName: "r.lua", Source: `exec("true", alert.labels.instance)`, Process: rules.DefaultProcess()}}}
+	var b strings.Builder
+	b.WriteString(`{"status":"firing","alerts":[`)
+	for i := range 3000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"status":"firing","fingerprint":"%016x","labels":{"alertname":"Disk","instance":"host-%d:9100"},"annotations":{"summary":"%s"}}`,
+			i, i, strings.Repeat("x", 100))
+	}
+	b.WriteString("]}")
+	m, err := Decode([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Decide(context.Background(), compile(t, set), m)
+	if len(p.Actions) != 3000 || p.EnvCut == 0 {
+		t.Fatalf("%d actions, %d alerts cut from the environment", len(p.Actions), p.EnvCut)
+	}
+	first := p.Actions[0].CommonEnv
+	for i, a := range p.Actions {
+		if len(a.CommonEnv) != len(first) || &a.CommonEnv[0] != &first[0] {
+			t.Fatalf("action %d has a copy of the classic variables", i)
+		}
+		size := 0
+		for _, kv := range a.Environ() {
+			size += len(kv) + 1 + 8
+		}
+		if size > envBudget {
+			t.Fatalf("action %d: %d bytes of variables, over the budget of %d", i, size, envBudget)
+		}
 	}
 }

@@ -264,7 +264,11 @@ func (vm *VM) runOn(ctx context.Context, st *state, s *Script, route string, n *
 // run and the other routes still run; Run then closes the state.
 func (st *state) call() (err error) {
 	defer func() {
-		if r := recover(); r != nil {
+		switch r := recover().(type) {
+		case nil:
+		case error: // gopher-lua's *ApiError: errorText takes its message
+			err = r
+		default:
 			err = fmt.Errorf("%v", r)
 		}
 	}()
