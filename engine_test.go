@@ -1454,3 +1454,48 @@ func TestRecordDir(t *testing.T) {
 		t.Errorf("a world-writable record directory: %v, %s", err, out)
 	}
 }
+
+// TestLogBesideConfig: amx -v logging into the directory of its own
+// configuration. Each debug line about a change in that directory was a
+// change itself: the log grew by megabytes a second, for ever. Now only
+// the configuration's files count, the log stays small, and an edit still
+// reloads.
+func TestLogBesideConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", "commands: [{cmd: 'true'}]\n")
+	logFile, err := os.Create(filepath.Join(dir, "amx.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(amxBin, "-f", cfg, "-l", "127.0.0.1:0", "-v")
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	logs := func() string {
+		b, _ := os.ReadFile(logFile.Name())
+		return string(b)
+	}
+	var addr string
+	runnertest.Eventually(t, "amx to listen", func() bool {
+		m := listeningRe.FindStringSubmatch(logs())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	if code, _ := post(t, nil, "http://"+addr+"/", payload(t, "firing-highlatency.json")); code != 200 {
+		t.Fatalf("answer %d", code)
+	}
+	writeFile(t, dir, "amx.yml", "commands: [{cmd: 'true'}, {cmd: 'false'}]\n")
+	runnertest.Eventually(t, "the edit to reload", func() bool { return strings.Contains(logs(), "configuration reloaded") })
+	time.Sleep(time.Second) // what would feed itself has had the time to
+	if n := len(logs()); n > 64<<10 {
+		t.Errorf("the log grew to %d bytes:\n%.2000s", n, logs())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,7 @@ import (
 
 // reloadable returns an Engine whose configuration is the file dir/amx.yml,
 // written with config, so that Reload reads it again.
-func reloadable(t *testing.T, dir, config string) (*Engine, *syncBuffer) {
+func reloadable(t testing.TB, dir, config string) (*Engine, *syncBuffer) {
 	t.Helper()
 	file := writeTestFile(t, dir, "amx.yml", config)
 	src := rules.Source{File: file}
@@ -370,4 +371,62 @@ func TestReloadSettings(t *testing.T) {
 	if want := `msg="listen_address changes only on restart; keeping the old one" listening=127.0.0.1:9001 configured=127.0.0.1:9002`; !strings.Contains(logs.String(), want) {
 		t.Errorf("logs lack %q:\n%s", want, logs)
 	}
+}
+
+// BenchmarkReloadBusyDirectory measures, through the real watcher, the time
+// from saving a script (an editor's rename over it) to the new rules being
+// in force, while another file in the same directory is written every 5 ms
+// (a log beside the configuration). It reports the median and the 99th
+// percentile: go test -run '^$' -bench ReloadBusy -benchtime 100x ./engine
+func BenchmarkReloadBusyDirectory(b *testing.B) {
+	dir := b.TempDir()
+	save := func(v int) {
+		tmp := writeTestFile(b, dir, ".r.lua.swp", fmt.Sprintf("skip('v%d')\n", v))
+		if err := os.Rename(tmp, filepath.Join(dir, "r.lua")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	save(0)
+	e, _ := reloadable(b, dir, versioned)
+	w, err := rules.NewWatcher(slog.New(slog.DiscardHandler), 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.watch(w)
+	ctx, cancel := context.WithCancel(b.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.Changes():
+				e.Reload()
+			}
+		}
+	})
+	wg.Go(func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			os.WriteFile(filepath.Join(dir, "amx.log"), fmt.Appendf(nil, "line %d\n", i), 0o644)
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	var took []time.Duration
+	for i := range b.N {
+		old := e.rules.Load()
+		start := time.Now()
+		save(i + 1)
+		for e.rules.Load() == old {
+			if time.Since(start) > 10*time.Second {
+				b.Fatalf("save %d: not in force after 10 s", i+1)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2])/1e6, "p50-ms")
+	b.ReportMetric(float64(took[len(took)*99/100])/1e6, "p99-ms")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,16 +15,22 @@ import (
 const (
 	DefaultDebounce = 25 * time.Millisecond
 	DefaultBackstop = 30 * time.Second
+	// MaxDelay bounds the debounce: files are checked at most this long
+	// after the first event, however many follow.
+	MaxDelay = 100 * time.Millisecond
 )
 
 // Watcher reports when the files a configuration was read from change. It
 // watches their directories, not the files: editors save by renaming a new
 // file over the old one, and Kubernetes swaps a ConfigMap's `..data` symlink,
-// and neither is seen by a watch on the file itself. Any event in a watched
-// directory starts a debounce; when it is over, the files are checksummed
-// and a change is reported only when the sum differs from the one of the
-// configuration last loaded. A periodic checksum is the backstop for
-// filesystems that drop events (NFS, some container overlays).
+// and neither is seen by a watch on the file itself. Only events that name a
+// watched file, or a `..`-prefixed entry such as `..data`, count: a log
+// written beside the configuration must not keep the watcher busy. An event
+// that counts starts a debounce, bounded by MaxDelay from the first; when
+// it is over, the files are checksummed and a change is reported only when
+// the sum differs from the one of the configuration last loaded. A periodic
+// checksum is the backstop for filesystems that drop events (NFS, some
+// container overlays).
 type Watcher struct {
 	log      *slog.Logger
 	fs       *fsnotify.Watcher // nil in tests that feed events themselves
@@ -34,6 +41,7 @@ type Watcher struct {
 	mu    sync.Mutex
 	files []string
 	sum   Sum
+	names map[string]bool // the watched files and their directories, for events
 }
 
 // NewWatcher returns a Watcher that watches nothing until Watch is called.
@@ -77,6 +85,14 @@ func (w *Watcher) Watch(files []string, sum Sum) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.files, w.sum = files, sum
+	w.names = make(map[string]bool, len(files))
+	for _, f := range files {
+		// The file, and the directories it is in: renaming a directory
+		// of scripts over another changes what is read.
+		for p := filepath.Clean(f); !w.names[p]; p = filepath.Dir(p) {
+			w.names[p] = true
+		}
+	}
 	if w.fs == nil {
 		return
 	}
@@ -115,6 +131,14 @@ func (w *Watcher) loop(ctx context.Context, events <-chan fsnotify.Event, errs <
 	settle := time.NewTimer(w.debounce)
 	settle.Stop()
 	defer settle.Stop()
+	var first time.Time // of the events since the last check; zero: none
+	wake := func() {
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		settle.Reset(min(w.debounce, first.Add(MaxDelay).Sub(now)))
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,21 +147,38 @@ func (w *Watcher) loop(ctx context.Context, events <-chan fsnotify.Event, errs <
 			if !ok {
 				return
 			}
-			w.log.Debug("config directory changed", "event", ev.String())
-			settle.Reset(w.debounce)
+			// No log line per event: one written beside the configuration
+			// would be an event itself.
+			if w.counts(ev) {
+				wake()
+			}
 		case err, ok := <-errs:
 			if !ok {
 				return
 			}
 			// An overflow lost events; the checksum tells what changed.
 			w.log.Warn("watching config files", "err", err)
-			settle.Reset(w.debounce)
+			wake()
 		case <-settle.C:
+			first = time.Time{}
 			w.check()
 		case <-backstop.C:
 			w.check()
 		}
 	}
+}
+
+// counts reports whether an event may change what the configuration reads:
+// it names a watched file or a directory one is in, or a `..` entry
+// (Kubernetes' `..data` and the timestamped directories it points to) that
+// watched files resolve through.
+func (w *Watcher) counts(ev fsnotify.Event) bool {
+	if strings.HasPrefix(filepath.Base(ev.Name), "..") {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.names[filepath.Clean(ev.Name)]
 }
 
 // check reports a change when the files' checksum differs from the last

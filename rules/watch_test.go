@@ -2,10 +2,12 @@ package rules
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -56,20 +58,41 @@ func TestWatcherDebounce(t *testing.T) {
 			t.Fatal("an event that changed no watched file reported a change")
 		}
 
+		// Events for other files in the directory (a log beside the
+		// config) count for nothing, however many.
 		write(t, file, "v2")
-		for range 5 {
-			events <- fsnotify.Event{Name: file, Op: fsnotify.Write}
-			time.Sleep(60 * time.Millisecond) // less than the debounce
+		for range 100 {
+			events <- fsnotify.Event{Name: filepath.Join(filepath.Dir(file), "amx.log"), Op: fsnotify.Write}
+			time.Sleep(5 * time.Millisecond)
 		}
 		synctest.Wait()
 		if changed(w) {
-			t.Fatal("reported while events were still coming")
+			t.Fatal("events for another file reported a change")
 		}
-		time.Sleep(50 * time.Millisecond)
-		synctest.Wait()
+
+		// A burst of events for the file, one every 5 ms for a second,
+		// is checked MaxDelay after its first event, not when it ends.
+		burst := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for time.Since(burst) < time.Second {
+				events <- fsnotify.Event{Name: file, Op: fsnotify.Write}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+		time.Sleep(MaxDelay - time.Millisecond)
+		if changed(w) {
+			t.Fatal("reported before the debounce")
+		}
+		time.Sleep(2 * time.Millisecond)
 		if !changed(w) {
-			t.Fatal("no change reported once the burst settled")
+			t.Fatal("no change reported MaxDelay after the first event of a burst")
 		}
+		w.Watch([]string{file}, Checksum([]string{file})) // as the reload does
+		<-done
+		time.Sleep(time.Second)
+		synctest.Wait()
 		if changed(w) {
 			t.Fatal("a burst reported more than one change")
 		}
@@ -306,5 +329,40 @@ func TestLoadRecordsFiles(t *testing.T) {
 	write(t, newScript, "skip('z')")
 	if broken.Sum == Checksum(broken.Files) {
 		t.Error("creating the missing script did not change the sum")
+	}
+}
+
+// TestWatcherBusyDirectory: a file beside the configuration rewritten every
+// few milliseconds (a log, a command's output) neither hides an edit nor
+// keeps the watcher checking. Before, every write reset the quiet period,
+// and an edit waited for the backstop.
+func TestWatcherBusyDirectory(t *testing.T) {
+	dir := t.TempDir()
+	files := plainFiles(t, dir)
+	w, err := NewWatcher(slog.New(slog.DiscardHandler), 25*time.Millisecond, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Watch(files, Checksum(files))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		for i := 0; ctx.Err() == nil; i++ {
+			write(t, filepath.Join(dir, "amx.log"), strings.Repeat("x", i%100))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	defer func() { cancel(); <-done; <-busy }()
+	for i := range 5 {
+		write(t, files[0], fmt.Sprintf("routes: v%d", i+2))
+		select {
+		case <-w.Changes():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("edit %d: no change reported while another file was written every 5 ms", i+1)
+		}
+		w.Watch(files, Checksum(files))
 	}
 }
