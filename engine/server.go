@@ -15,8 +15,9 @@ import (
 )
 
 // closeAfterKill bounds how long open answers may take to be written once
-// the shutdown grace is over and the processes were killed.
-const closeAfterKill = 5 * time.Second
+// the shutdown grace is over: the runner's SIGTERM, its SIGKILL 5 s later,
+// reaping, and the answers themselves.
+const closeAfterKill = 12 * time.Second
 
 // HTTPLimits bound what one client can hold of the server: a slow or
 // stalled client is cut off instead of keeping a connection forever. There

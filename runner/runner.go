@@ -246,9 +246,10 @@ func resolvedSignal(a *Action) syscall.Signal {
 	return a.Signal
 }
 
-// Shutdown refuses new actions, lets running ones finish until ctx is done,
-// then kills their process groups and waits for them to end. It returns
-// ctx's error when processes had to be killed.
+// Shutdown refuses new actions and lets running ones finish until ctx is
+// done. Then it sends SIGTERM to the process groups still running, SIGKILL
+// to those still running the runner's grace later, and waits for them to
+// end. It returns ctx's error when processes had to be stopped.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	r.closed = true
@@ -261,7 +262,28 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	if !r.signalAll(syscall.SIGTERM, "shutdown grace over; terminating process group") {
+		<-done // the last process ended as the grace ran out
+		return nil
+	}
+	select {
+	case <-done:
+		return ctx.Err()
+	case <-time.After(r.grace):
+	}
+	r.signalAll(syscall.SIGKILL, "still running after SIGTERM; killing process group")
+	// SIGKILL cannot be caught; what remains is reaping and closing output.
+	select {
+	case <-done:
+	case <-time.After(r.grace + time.Second):
+		r.log.Error("processes still running after shutdown")
+	}
+	return ctx.Err()
+}
 
+// signalAll sends sig to the group of every live process, and reports
+// whether there was any.
+func (r *Runner) signalAll(sig syscall.Signal, why string) bool {
 	r.mu.Lock()
 	var left []*proc
 	for _, set := range r.live {
@@ -270,23 +292,13 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
-	if len(left) == 0 {
-		<-done // the last process ended as the grace ran out
-		return nil
-	}
 	for _, p := range left {
-		r.log.Warn("shutdown grace over; killing process group", "name", p.action.Name, "cmd", p.action.Cmd, "pid", p.getPid())
-		if err := p.signal(syscall.SIGKILL); err != nil {
-			r.log.Error("kill process group", "pid", p.getPid(), "err", err)
+		r.log.Warn(why, "name", p.action.Name, "cmd", p.action.Cmd, "pid", p.getPid())
+		if err := p.signal(sig); err != nil {
+			r.log.Error("signal process group", "signal", unix.SignalName(sig), "pid", p.getPid(), "err", err)
 		}
 	}
-	// SIGKILL cannot be caught; what remains is reaping and closing output.
-	select {
-	case <-done:
-	case <-time.After(r.grace + time.Second):
-		r.log.Error("processes still running after shutdown")
-	}
-	return ctx.Err()
+	return len(left) > 0
 }
 
 // track registers a process that is about to start, or tells why it must not.

@@ -489,3 +489,35 @@ func TestMaxProcesses(t *testing.T) {
 		t.Errorf("with room again: %+v", res[0])
 	}
 }
+
+// TestShutdownTermsThenKills: when the grace is over, each process group
+// still running gets SIGTERM, a chance to clean up, and SIGKILL the
+// runner's grace later if it is still there.
+func TestShutdownTermsThenKills(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	dir := t.TempDir()
+	done := make(chan []Result, 1)
+	go func() {
+		done <- r.Run([]Action{
+			{Name: "polite", Cmd: "sh", Args: []string{"-c", `trap 'echo cleaned > "$0/polite"; exit 0' TERM; echo up > "$0/up1"; sleep 1000 & wait`, dir}},
+			{Name: "stubborn", Cmd: "sh", Args: []string{"-c", `trap '' TERM; echo up > "$0/up2"; sleep 1000`, dir}},
+		})
+	}()
+	runnertest.Eventually(t, "both up", func() bool {
+		_, e1 := os.Stat(filepath.Join(dir, "up1"))
+		_, e2 := os.Stat(filepath.Join(dir, "up2"))
+		return e1 == nil && e2 == nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // grace over
+	if err := r.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Shutdown = %v", err)
+	}
+	res := <-done
+	if b, _ := os.ReadFile(filepath.Join(dir, "polite")); string(b) != "cleaned\n" || res[0].Err != nil {
+		t.Errorf("the polite command did not clean up on SIGTERM: %q, %+v", b, res[0])
+	}
+	if res[1].Err == nil || !strings.Contains(res[1].Err.Error(), "killed") {
+		t.Errorf("the stubborn command: %+v, want killed", res[1])
+	}
+}
