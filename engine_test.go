@@ -208,11 +208,18 @@ func TestCommandLine(t *testing.T) {
 		code   int
 		output string
 	}{
-		{"help", []string{"-h"}, 0, "Usage: amx [options] [script [args...]]"},
+		{"-h", []string{"-h"}, 0, "Usage: amx [options] [script [args...]]"},
 		{"no command", nil, 1, "amx: invalid configuration:\nno command to run"},
 		{"bad config", []string{"-f", "rules/testdata/misspelt-match-labels.yml"}, 1,
 			`rules/testdata/misspelt-match-labels.yml:3:5: commands[0].match_lables: unknown field (did you mean "match_labels"?)`},
 		{"bad flag", []string{"-x"}, 2, "flag provided but not defined: -x"},
+		{"version", []string{"version"}, 0, "amx (devel) go1."},
+		{"--version", []string{"--version"}, 0, "amx (devel) go1."},
+		{"-f x --version", []string{"-f", "examples/executor.yml", "--version"}, 0, "amx (devel) go1."},
+		{"help", []string{"help"}, 0, "Usage: amx [options] [script [args...]]"},
+		// Not a server running a command named version for every alert.
+		{"subcommand as script", []string{"-f", "examples/executor.yml", "version"}, 2,
+			`amx: "version" is a subcommand: put it first (amx version ...), or give a script of that name with a path (./version)`},
 		// No last good rules exist at startup: a broken config fails fast.
 		{"Lua syntax error", []string{"-f", badLua}, 1, "amx: invalid configuration:\n" + badLua + ":3: "},
 		// The rule author's tools; nothing is spawned.

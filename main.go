@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/amx-dev/amx/engine"
@@ -48,6 +49,7 @@ const usage = `Usage: amx [options] [script [args...]]
        amx check [-f CONFIG] CONFIG...
        amx test [--run REGEX] [--junit FILE] TESTFILE...
        amx explain -f CONFIG [--env] PAYLOAD.json|-
+       amx version
 
 amx receives Alertmanager webhook notifications and runs commands for them:
 the script given on the command line (for every alert) and the commands of
@@ -56,6 +58,35 @@ explain prints what a notification would run; these three start nothing.
 
 Options:
 `
+
+// subcommands are the words amx reads as a subcommand in first place; a
+// command-line script of one of these names needs a path.
+var subcommands = map[string]bool{"check": true, "test": true, "explain": true, "version": true, "help": true}
+
+// version is amx's version, the commit it was built from and the Go
+// release that built it, as the build recorded them.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "amx (unknown version)"
+	}
+	v := "amx " + info.Main.Version
+	var commit, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			commit = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = " (modified)"
+			}
+		}
+	}
+	if commit != "" {
+		v += " commit " + commit + modified
+	}
+	return v + " " + info.GoVersion
+}
 
 // run is amx's whole life, from arguments to exit code, so that tests can
 // drive it without a process of its own; a value on reload reloads the
@@ -69,6 +100,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 			return test(args[1:], stdout, stderr)
 		case "explain":
 			return explain(args[1:], stdout, stderr)
+		case "version", "--version", "-version":
+			fmt.Fprintln(stdout, version())
+			return 0
+		case "help":
+			fmt.Fprint(stdout, usage)
+			return 0
 		}
 	}
 	flags := flag.NewFlagSet("amx", flag.ContinueOnError)
@@ -77,6 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	listen := flags.String("l", "", `HTTP address to listen on (default "`+rules.DefaultListenAddress+`")`)
 	verbose := flags.Bool("v", false, "Enable verbose/debug logging")
 	watch := flags.Bool("watch", true, "Reload when the config file or its Lua scripts change")
+	showVersion := flags.Bool("version", false, "Print the version and exit")
 	recordDir := flags.String("record-dir", "", "Write every notification received to this directory, for amx test")
 	recordMax := flags.Int("record-max-files", 1000, "Keep at most this many recorded notifications, removing the oldest")
 	recordBytes := flags.String("record-max-bytes", "1GiB", "Keep at most this many bytes of recorded notifications (256MiB, 1GiB), removing the oldest")
@@ -91,6 +129,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		return 2
 	}
 
+	if *showVersion {
+		fmt.Fprintln(stdout, version())
+		return 0
+	}
+	if script := flags.Args(); len(script) > 0 && subcommands[script[0]] {
+		// amx -f amx.yml test would otherwise serve, running a command
+		// named test for every alert.
+		fmt.Fprintf(stderr, "amx: %q is a subcommand: put it first (amx %s ...), or give a script of that name with a path (./%[2]s)\n", script[0], script[0])
+		return 2
+	}
 	src := rules.Source{File: *file, ListenAddress: *listen, Verbose: *verbose, Script: flags.Args()}
 	// The level follows verbose in the config file, across reloads too.
 	level := new(slog.LevelVar)
