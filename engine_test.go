@@ -399,6 +399,7 @@ lua:
   timeout: 200ms
 routes:
   - name: broken
+    retry_on_script_error: true
     lua: |
       local x = nil
       exec(x.cmd)
@@ -596,7 +597,8 @@ commands:
 	if !runnertest.Gone(grandchild) {
 		t.Errorf("grandchild %d survived the shutdown", grandchild)
 	}
-	a.waitLog(t, "shutdown grace over; killing process group")
+	a.waitLog(t, "shutdown grace over; terminating process group")
+	a.waitLog(t, "still running after SIGTERM; killing process group")
 }
 
 // TestTLS serves HTTPS, and rotates the certificate when its files change,
@@ -647,7 +649,7 @@ func TestReload(t *testing.T) {
 	// decided it.
 	script := func(v string) string { return fmt.Sprintf("error(%q, 0)", v) }
 	writeFile(t, dir, "r.lua", script("v1"))
-	cfg := writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n")
+	cfg := writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n    retry_on_script_error: true\n")
 	version := func(t *testing.T, a *amx) string {
 		_, body := post(t, nil, "http://"+a.addr+"/", payload(t, "firing-highlatency.json"))
 		body = strings.TrimSpace(body) // "r: /path/r.lua: v1"
@@ -670,15 +672,15 @@ func TestReload(t *testing.T) {
 		}
 		waitVersion(t, a, "v2")
 
-		writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n    max: many\n")
+		writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n    retry_on_script_error: true\n    max: many\n")
 		a.waitLog(t, "reload failed")
 		if got := version(t, a); got != "v2" {
 			t.Errorf("rules %q after a broken save, want v2 still", got)
 		}
-		if !strings.Contains(a.Logs(), cfg+":4:10: routes[0].max: ") {
+		if !strings.Contains(a.Logs(), cfg+":5:10: routes[0].max: ") {
 			t.Errorf("the failure does not name file:line:col and the field:\n%s", a.Logs())
 		}
-		writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n    max: 2\n")
+		writeFile(t, dir, "amx.yml", "routes:\n  - name: r\n    script: r.lua\n    retry_on_script_error: true\n    max: 2\n")
 		writeFile(t, dir, "r.lua", script("v3"))
 		waitVersion(t, a, "v3")
 	})
@@ -1408,6 +1410,7 @@ routes:
   - name: unpack
     lua: return select("#", unpack(msg.alerts, 1, 1e8))
   - name: overflow
+    retry_on_script_error: true
     lua: |
       local t = {} for i = 1, 7999 do t[i] = i end
       local function f(n, ...) if n == 0 then return 0 end local r = f(n - 1, unpack(t)) return r end

@@ -69,10 +69,14 @@ type Skip struct {
 
 // RouteError is a route's script failing for one alert.
 type RouteError struct {
-	Route           string
-	Fingerprint     string
-	Err             *luaapi.Error
-	NotifyOnFailure bool
+	Route       string
+	Fingerprint string
+	Err         *luaapi.Error
+	// Retry: the failure is reported to Alertmanager, which retries. A
+	// timeout or memory stop is, with notify_on_failure; a script's own
+	// error only with retry_on_script_error too, since a retry meets the
+	// same error.
+	Retry bool
 }
 
 // Skip reasons decided before anything runs.
@@ -243,8 +247,9 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 				if !ok {
 					lerr = &luaapi.Error{Msg: err.Error(), Kind: luaapi.KindError}
 				}
+				retry := route.NotifyOnFailure && (lerr.Kind != luaapi.KindError || route.RetryOnScriptError)
 				d.plan.Errors = append(d.plan.Errors, RouteError{Route: route.Name, Fingerprint: a.Fingerprint,
-					Err: lerr, NotifyOnFailure: route.NotifyOnFailure})
+					Err: lerr, Retry: retry})
 			case res.Skipped:
 				d.plan.Skips = append(d.plan.Skips, Skip{Name: route.Name, Reason: SkipLua,
 					Detail: res.SkipReason, Fingerprint: a.Fingerprint})

@@ -208,7 +208,7 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 	for _, re := range plan.Errors {
 		e.m.luaErrors.WithLabelValues(re.Route, re.Err.Kind).Inc()
 		e.log.Error("route failed", "route", re.Route, "fingerprint", re.Fingerprint, "err", re.Err.Msg)
-		if re.NotifyOnFailure {
+		if re.Retry {
 			failures = append(failures, re.Route+": "+re.Err.Msg)
 		}
 	}

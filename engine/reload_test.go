@@ -272,7 +272,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	const reloads = 100
 	dir := t.TempDir()
 	config := func(v int) string {
-		return fmt.Sprintf("routes:\n  - name: a\n    lua: error('v%d', 0)\n  - name: b\n    script: b.lua\n", v)
+		return fmt.Sprintf("routes:\n  - name: a\n    retry_on_script_error: true\n    lua: error('v%d', 0)\n  - name: b\n    retry_on_script_error: true\n    script: b.lua\n", v)
 	}
 	script := func(v int) string { return fmt.Sprintf("error('v%d', 0)", v) }
 	writeTestFile(t, dir, "b.lua", script(0))
@@ -429,4 +429,31 @@ func BenchmarkReloadBusyDirectory(b *testing.B) {
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2])/1e6, "p50-ms")
 	b.ReportMetric(float64(took[len(took)*99/100])/1e6, "p99-ms")
+}
+
+// TestScriptErrorRetry: a script's own error fails its route for that alert
+// and is counted, but does not ask Alertmanager to retry, since a retry
+// meets the same error, unless the route sets retry_on_script_error; a
+// timeout still does, with notify_on_failure.
+func TestScriptErrorRetry(t *testing.T) {
+	for _, tc := range []struct {
+		name, route, kind string
+		code              int
+	}{
+		{"error", "lua: error('bug', 0)", "error", 200},
+		{"error, retried", "retry_on_script_error: true\n    lua: error('bug', 0)", "error", 500},
+		{"error, retried, not notified", "retry_on_script_error: true\n    notify_on_failure: false\n    lua: error('bug', 0)", "error", 200},
+		{"timeout", "lua: while true do end", "timeout", 500},
+		{"timeout, not notified", "notify_on_failure: false\n    lua: while true do end", "timeout", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _ := reloadable(t, t.TempDir(), "lua: {timeout: 50ms}\nroutes:\n  - name: r\n    "+tc.route+"\n")
+			if code, body := do(t, e.Handler(), "POST", "/", firing); code != tc.code {
+				t.Errorf("answer %d %q, want %d", code, body, tc.code)
+			}
+			if n := metric(t, e, fmt.Sprintf(`am_executor_lua_errors_total{kind=%q,route="r"}`, tc.kind)); n != "1" {
+				t.Errorf("lua errors of kind %s counted: %s, want 1", tc.kind, n)
+			}
+		})
+	}
 }

@@ -163,7 +163,7 @@ func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 		srv.Close()
 	}
 	if errors.Is(runErr, context.DeadlineExceeded) {
-		log.Warn("shutdown grace over: killed the commands still running")
+		log.Warn("shutdown grace over: stopped the commands still running")
 	}
 	log.Info("stopped")
 	return nil

@@ -152,6 +152,10 @@ type Route struct {
 	// Dir is the config file's directory: relative command paths a script
 	// execs ("bin/cleanup") resolve against it.
 	Dir string
+	// RetryOnScriptError makes a script's error fail the notification
+	// (with NotifyOnFailure), so that Alertmanager retries. By default it
+	// does not: the same rule fails the same way on every retry.
+	RetryOnScriptError bool
 	Process
 }
 
@@ -445,9 +449,10 @@ func (d *decoder) route(n *yaml.Node, path, dir string) *Route {
 	var scriptNode, inlineNode *yaml.Node
 	var script, inline string
 	d.mapping(n, path, d.process(&r.Process, map[string]field{
-		"name":   func(n *yaml.Node, p string) { d.str(n, p, &r.Name) },
-		"script": func(n *yaml.Node, p string) { d.str(n, p, &script); scriptNode = n },
-		"lua":    func(n *yaml.Node, p string) { d.str(n, p, &inline); inlineNode = n },
+		"name":                  func(n *yaml.Node, p string) { d.str(n, p, &r.Name) },
+		"script":                func(n *yaml.Node, p string) { d.str(n, p, &script); scriptNode = n },
+		"lua":                   func(n *yaml.Node, p string) { d.str(n, p, &inline); inlineNode = n },
+		"retry_on_script_error": func(n *yaml.Node, p string) { d.boolean(n, p, &r.RetryOnScriptError) },
 	}))
 	rn := resolve(n)
 	if rn == nil || (rn.Kind != yaml.MappingNode && !isNull(rn)) {
