@@ -282,6 +282,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 		PayloadStdin:    p.StdinPayload,
 		KillAfter:       p.KillAfter,
 		NoWait:          p.NoWait,
+		WaitAtMost:      p.WaitAtMost,
 	}
 }
 
@@ -307,7 +308,10 @@ func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runn
 		act.Timeout = *e.Timeout
 	}
 	if e.Wait != nil {
-		act.NoWait = !*e.Wait
+		act.NoWait, act.WaitAtMost = !*e.Wait, 0
+	}
+	if e.WaitAtMost != nil {
+		act.NoWait, act.WaitAtMost = false, *e.WaitAtMost
 	}
 	if e.Stdin != nil {
 		act.Stdin, act.PayloadStdin = *e.Stdin, false

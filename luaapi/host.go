@@ -210,32 +210,31 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 		}
 		n := int(sig)
 		e.ResolvedSignal = &n
-	case "ignore_resolved", "notify_on_failure", "wait":
+	case "wait":
+		if b, ok := v.(lua.LBool); ok {
+			val := bool(b)
+			e.Wait = &val
+			break
+		}
+		d, ok := duration(v)
+		if !ok || d <= 0 {
+			bad(`true, false, or a duration ("8s") or seconds`)
+		}
+		e.WaitAtMost = &d
+	case "ignore_resolved", "notify_on_failure":
 		b, ok := v.(lua.LBool)
 		if !ok {
 			bad("a boolean")
 		}
 		val := bool(b)
-		switch key {
-		case "ignore_resolved":
+		if key == "ignore_resolved" {
 			e.IgnoreResolved = &val
-		case "notify_on_failure":
+		} else {
 			e.NotifyOnFailure = &val
-		default:
-			e.Wait = &val
 		}
 	case "timeout":
-		var d time.Duration
-		var err error
-		switch v := v.(type) {
-		case lua.LString:
-			d, err = time.ParseDuration(string(v))
-		case lua.LNumber:
-			d = time.Duration(float64(v) * float64(time.Second))
-		default:
-			bad(`a duration ("10m") or seconds`)
-		}
-		if err != nil || d < 0 {
+		d, ok := duration(v)
+		if !ok || d < 0 {
 			bad(`a duration ("10m") or seconds`)
 		}
 		e.Timeout = &d
@@ -253,6 +252,18 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 		}
 		argError(L, "exec", 1, msg)
 	}
+}
+
+// duration reads a Go duration ("10m") or a number of seconds.
+func duration(v lua.LValue) (time.Duration, bool) {
+	switch v := v.(type) {
+	case lua.LString:
+		d, err := time.ParseDuration(string(v))
+		return d, err == nil
+	case lua.LNumber:
+		return time.Duration(float64(v) * float64(time.Second)), true
+	}
+	return 0, false
 }
 
 // execOptions are the names option knows.

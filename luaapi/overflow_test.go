@@ -47,3 +47,16 @@ local t = {} for i = 1, 8000 do t[i] = i end assert(select("#", unpack(t)) == 80
 		return !vm.dog.watching && vm.dog.active == nil
 	})
 }
+
+// TestExecWait: exec{wait=} takes true, false, a duration or seconds.
+func TestExecWait(t *testing.T) {
+	res, err := run(t, `exec{"a", wait = "8s"} exec{"b", wait = 2.5} exec{"c", wait = false} exec{"d"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := res.Execs
+	if *e[0].WaitAtMost != 8*time.Second || e[0].Wait != nil || *e[1].WaitAtMost != 2500*time.Millisecond ||
+		*e[2].Wait || e[2].WaitAtMost != nil || e[3].Wait != nil || e[3].WaitAtMost != nil {
+		t.Errorf("execs %+v", e)
+	}
+}

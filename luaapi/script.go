@@ -122,7 +122,9 @@ type Exec struct {
 	NotifyOnFailure *bool
 	Timeout         *time.Duration
 	Stdin           *string
-	Wait            *bool
+	// Wait is wait = true or false, WaitAtMost wait = "8s".
+	Wait       *bool
+	WaitAtMost *time.Duration
 }
 
 // Result is what one invocation asked for. When Skipped, nothing it exec'd

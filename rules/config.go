@@ -115,9 +115,12 @@ type Process struct {
 	// fingerprint and startsAt it is bound to) while amx runs.
 	Once bool
 	// NoWait (wait: false) answers the notification once the process has
-	// started instead of when it ends.
-	NoWait  bool
-	waitSet bool // wait given here, not taken from the configuration's default
+	// started instead of when it ends. WaitAtMost (wait: 8s) waits for it
+	// that long at most: a process still running then is answered as
+	// started. Zero waits until it ends.
+	NoWait     bool
+	WaitAtMost time.Duration
+	waitSet    bool // wait given here, not taken from the configuration's default
 }
 
 // DefaultKillAfter is how long a process may outlive its resolved signal.
@@ -283,7 +286,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 	d := &decoder{file: file, read: read}
 	var maxBody int64
 	var tlsNode, certNode, keyNode, caNode *yaml.Node
-	wait := true // the old executor answered when its commands ended
+	wait := waitSetting{} // the old executor answered when its commands ended
 	d.mapping(doc.Content[0], "", map[string]field{
 		"listen_address": func(n *yaml.Node, p string) { d.str(n, p, &cfg.ListenAddress) },
 		"verbose":        func(n *yaml.Node, p string) { d.boolean(n, p, &cfg.Verbose) },
@@ -334,7 +337,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 			})
 		},
 		"auth": func(n *yaml.Node, p string) { cfg.Auth, caNode = d.auth(n, p, cfg.Dir()) },
-		"wait": func(n *yaml.Node, p string) { d.boolean(n, p, &wait) },
+		"wait": func(n *yaml.Node, p string) { wait = d.wait(n, p) },
 		"lua": func(n *yaml.Node, p string) {
 			d.mapping(n, p, map[string]field{
 				"timeout": func(n *yaml.Node, p string) {
@@ -355,12 +358,12 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 	}
 	for _, c := range cfg.Set.Commands {
 		if !c.waitSet {
-			c.NoWait = !wait
+			c.NoWait, c.WaitAtMost = wait.no, wait.atMost
 		}
 	}
 	for _, r := range cfg.Set.Routes {
 		if !r.waitSet {
-			r.NoWait = !wait
+			r.NoWait, r.WaitAtMost = wait.no, wait.atMost
 		}
 	}
 	if cfg.Auth != nil && cfg.Auth.ClientCAs != nil && cfg.TLSCert == "" {
@@ -418,9 +421,8 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 	fields["kill_after"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.KillAfter) }
 	fields["once"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.Once) }
 	fields["wait"] = func(n *yaml.Node, path string) {
-		wait := !p.NoWait
-		d.boolean(n, path, &wait)
-		p.NoWait, p.waitSet = !wait, true
+		w := d.wait(n, path)
+		p.NoWait, p.WaitAtMost, p.waitSet = w.no, w.atMost, true
 	}
 	fields["resolved_signal"] = func(n *yaml.Node, path string) { d.signal(n, path, &p.ResolvedSignal) }
 	fields["stdin"] = func(n *yaml.Node, path string) {
@@ -437,6 +439,28 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 		p.Max = int(clamp(v))
 	}
 	return fields
+}
+
+// waitSetting is a value of wait: true (zero), false, or a duration.
+type waitSetting struct {
+	no     bool
+	atMost time.Duration
+}
+
+// wait reads true, false, or a positive duration ("8s").
+func (d *decoder) wait(n *yaml.Node, path string) waitSetting {
+	n = resolve(n)
+	var b bool
+	if n.Kind == yaml.ScalarNode && n.Decode(&b) == nil { // as boolean reads it: yes and no too
+		return waitSetting{no: !b}
+	}
+	if n.Kind == yaml.ScalarNode && !isNull(n) {
+		if v, err := time.ParseDuration(n.Value); err == nil && v > 0 {
+			return waitSetting{atMost: v}
+		}
+	}
+	d.errorf(n, path, "want true, false or a duration like 8s, got %s", describe(n))
+	return waitSetting{}
 }
 
 func clamp(n int64) int64 {

@@ -311,3 +311,23 @@ wait: false
 		t.Errorf("without wait, commands are waited for, as before: %v", err)
 	}
 }
+
+// TestWaitDuration: wait takes a duration as well as true or false, on a
+// command, a route and as the default.
+func TestWaitDuration(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "amx.yml")
+	config := "wait: 8s\ncommands:\n  - cmd: a\n  - cmd: b\n    wait: 2m\n  - cmd: c\n    wait: false\n  - cmd: d\n    wait: soon\n  - cmd: e\n    wait: 0s\n"
+	if err := os.WriteFile(f, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Source{File: f})
+	want := f + ":9:11: commands[3].wait: want true, false or a duration like 8s, got \"soon\"\n" +
+		f + ":11:11: commands[4].wait: want true, false or a duration like 8s, got \"0s\""
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	c := cfg.Set.Commands
+	if c[0].WaitAtMost != 8*time.Second || c[0].NoWait || c[1].WaitAtMost != 2*time.Minute || !c[2].NoWait || c[2].WaitAtMost != 0 {
+		t.Errorf("waits: %+v %+v %+v", c[0].Process, c[1].Process, c[2].Process)
+	}
+}

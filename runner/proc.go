@@ -66,6 +66,11 @@ func (p *proc) wasResolved() bool {
 	return p.resolved
 }
 
+// startedResult is the Result of a process that was not waited for.
+func (p *proc) startedResult() Result {
+	return Result{Action: p.action, Pid: p.getPid(), ExitCode: -1, Started: true}
+}
+
 func (p *proc) getPid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -57,8 +57,11 @@ type Action struct {
 	// SIGKILL after this long; zero never does.
 	KillAfter time.Duration
 	// NoWait makes Run return as soon as the process has started: its end
-	// is logged and counted, but not reported in the Result.
-	NoWait bool
+	// is logged and counted, but not reported in the Result. WaitAtMost,
+	// without NoWait, makes Run wait that long at most: a process that has
+	// not ended by then is reported as started, as with NoWait.
+	NoWait     bool
+	WaitAtMost time.Duration
 }
 
 // Environ is the variables the action adds to amx's own environment.
@@ -87,8 +90,9 @@ type Result struct {
 	// was ended by a signal.
 	ExitCode int
 	Duration time.Duration
-	// Started is set for a NoWait action that started; the rest of the
-	// Result is then unknown.
+	// Started is set for an action that started and was not waited for
+	// (NoWait, or still running after WaitAtMost); the rest of the Result
+	// is then unknown.
 	Started bool
 }
 
@@ -182,6 +186,7 @@ func (r *Runner) SetMaxProcesses(n int) {
 func (r *Runner) Run(actions []Action) []Result {
 	results := make([]Result, len(actions))
 	procs := make([]*proc, len(actions))
+	begin := time.Now()
 	for i := range actions {
 		procs[i], results[i] = r.start(&actions[i])
 	}
@@ -189,7 +194,16 @@ func (r *Runner) Run(actions []Action) []Result {
 		switch {
 		case p == nil:
 		case p.action.NoWait:
-			results[i] = Result{Action: p.action, Pid: p.getPid(), ExitCode: -1, Started: true}
+			results[i] = p.startedResult()
+		case p.action.WaitAtMost > 0:
+			t := time.NewTimer(time.Until(begin.Add(p.action.WaitAtMost)))
+			select {
+			case <-p.done:
+				results[i] = p.result
+			case <-t.C:
+				results[i] = p.startedResult()
+			}
+			t.Stop()
 		default:
 			<-p.done
 			results[i] = p.result

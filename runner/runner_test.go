@@ -521,3 +521,26 @@ func TestShutdownTermsThenKills(t *testing.T) {
 		t.Errorf("the stubborn command: %+v, want killed", res[1])
 	}
 }
+
+// TestWaitAtMost: Run waits for a process at most WaitAtMost: one that
+// fails within it is reported as failed, one still running then as
+// started, and its end is still counted.
+func TestWaitAtMost(t *testing.T) {
+	r, m := newRunner(t, nil)
+	res := r.Run([]Action{
+		{Name: "fails", Cmd: "false", WaitAtMost: time.Minute, NotifyOnFailure: true},
+		{Name: "runs on", Cmd: "sleep", Args: []string{"1000"}, Fingerprint: "f", WaitAtMost: 200 * time.Millisecond},
+	})
+	if res[0].Err == nil || res[0].Started {
+		t.Errorf("a command failing within its wait: %+v", res[0])
+	}
+	if !res[1].Started || res[1].Err != nil || res[1].Pid == 0 {
+		t.Errorf("a command running past its wait: %+v", res[1])
+	}
+	before := testutil.ToFloat64(m.Errors.WithLabelValues("command"))
+	r.Resolve([]string{"f"})
+	runnertest.Eventually(t, "the process to end", func() bool { return r.wgCount() == 0 })
+	if after := testutil.ToFloat64(m.Errors.WithLabelValues("command")); after != before {
+		t.Errorf("a process ended by its resolve was counted as failed")
+	}
+}

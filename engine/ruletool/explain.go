@@ -97,12 +97,18 @@ func printActions(w io.Writer, plan engine.Plan, name, fingerprint string, env b
 	return n
 }
 
-// extras are the settings an action has only when they differ from the
-// default, so that the common line stays short.
+// extras are the wait, and the settings an action has only when they differ
+// from the default, so that the common line stays short.
 func extras(a runner.Action) string {
 	var b strings.Builder
-	if a.NoWait {
+	// The wait always: it decides when Alertmanager gets its answer.
+	switch {
+	case a.NoWait:
 		b.WriteString(" wait=false")
+	case a.WaitAtMost > 0:
+		fmt.Fprintf(&b, " wait=%s", a.WaitAtMost)
+	default:
+		b.WriteString(" wait=true")
 	}
 	if a.PayloadStdin {
 		b.WriteString(" stdin=payload")

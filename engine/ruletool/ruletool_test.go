@@ -185,7 +185,7 @@ func TestExplainExtras(t *testing.T) {
 	printActions(&b, plan, "plain", "", false)
 	printActions(&b, plan, "extra", "", false)
 	want := `    exec: a []
-      fingerprint=(none) max=0 resolved_signal=SIGKILL ignore_resolved=false notify_on_failure=false timeout=0s
+      fingerprint=(none) max=0 resolved_signal=SIGKILL ignore_resolved=false notify_on_failure=false timeout=0s wait=true
     exec: b []
       fingerprint=(none) max=0 resolved_signal=SIGTERM ignore_resolved=false notify_on_failure=false timeout=0s wait=false stdin=payload kill_after=0s
 `
