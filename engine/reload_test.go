@@ -457,3 +457,21 @@ func TestScriptErrorRetry(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitDurationAnswer: with wait: <duration>, a command that fails
+// within it makes the answer 500, and one still running then is answered
+// 200 and keeps running.
+func TestWaitDurationAnswer(t *testing.T) {
+	dir := t.TempDir()
+	e, _ := reloadable(t, dir, "commands:\n  - cmd: sleep\n    args: ['1000']\n    wait: 300ms\n")
+	if code, body := do(t, e.Handler(), "POST", "/", firing); code != 200 {
+		t.Errorf("a command running past its wait: %d %q", code, body)
+	}
+	if n := metric(t, e, "am_executor_processes_current"); n != "1" {
+		t.Errorf("%s processes running, want the one still running", n)
+	}
+	e2, _ := reloadable(t, t.TempDir(), "commands:\n  - cmd: 'false'\n    wait: 1m\n")
+	if code, body := do(t, e2.Handler(), "POST", "/", firing); code != 500 || !strings.Contains(body, "exit status 1") {
+		t.Errorf("a command failing within its wait: %d %q", code, body)
+	}
+}
