@@ -112,7 +112,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	flags.SetOutput(stderr)
 	file := flags.String("f", "", "YAML config file to use")
 	listen := flags.String("l", "", `HTTP address to listen on (default "`+rules.DefaultListenAddress+`")`)
-	verbose := flags.Bool("v", false, "Enable verbose/debug logging")
+	verbose := flags.Bool("v", false, "Enable verbose/debug logging (--log.level=debug)")
+	logLevel := flags.String("log.level", "info", "Only log messages with the given severity or above: debug, info, warn, error")
+	logFormat := flags.String("log.format", "logfmt", "Output format of log messages: logfmt or json")
 	watch := flags.Bool("watch", true, "Reload when the config file or its Lua scripts change")
 	showVersion := flags.Bool("version", false, "Print the version and exit")
 	recordDir := flags.String("record-dir", "", "Write every notification received to this directory, for amx test")
@@ -139,10 +141,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		fmt.Fprintf(stderr, "amx: %q is a subcommand: put it first (amx %s ...), or give a script of that name with a path (./%[2]s)\n", script[0], script[0])
 		return 2
 	}
-	src := rules.Source{File: *file, ListenAddress: *listen, Verbose: *verbose, Script: flags.Args()}
+	src := rules.Source{File: *file, ListenAddress: *listen, Script: flags.Args()}
 	// The level follows verbose in the config file, across reloads too.
+	var base slog.Level
+	if err := base.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "amx: --log.level: want debug, info, warn or error, got %q\n", *logLevel)
+		return 2
+	}
+	if *verbose {
+		base = slog.LevelDebug
+	}
 	level := new(slog.LevelVar)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	level.Set(base)
+	var handler slog.Handler
+	switch *logFormat {
+	case "logfmt":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		fmt.Fprintf(stderr, "amx: --log.format: want logfmt or json, got %q\n", *logFormat)
+		return 2
+	}
+	log := slog.New(handler)
 	cfg, compiled, err := engine.Load(src, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
@@ -182,7 +203,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		}
 	}
 	opts := engine.ServeOptions{
-		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level, Record: record},
+		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level, BaseLevel: base, Record: record},
 		Watch:   *watch,
 		Reload:  reload,
 	}

@@ -52,8 +52,10 @@ type Options struct {
 	Log    *slog.Logger
 	// Source is where Reload reads the configuration again.
 	Source rules.Source
-	// Level, when set, follows the configuration's verbose on reload.
-	Level *slog.LevelVar
+	// Level, when set, follows the configuration's verbose on reload:
+	// debug with it, BaseLevel without.
+	Level     *slog.LevelVar
+	BaseLevel slog.Level
 	// Record, when set, gets every valid notification as it arrived.
 	Record *Recorder
 }
@@ -72,7 +74,7 @@ func New(opts Options) *Engine {
 		Name: "am_executor_request_body_bytes_inflight",
 		Help: "Bytes held for request bodies being read or handled (bounded by max_inflight_body_bytes).",
 	}, func() float64 { return float64(e.bodies.used.Load()) }))
-	e.reload.src, e.reload.level = opts.Source, opts.Level
+	e.reload.src, e.reload.level, e.reload.base = opts.Source, opts.Level, opts.BaseLevel
 	e.reload.listen, e.reload.tls = opts.Config.ListenAddress, opts.Config.Certificate != nil
 	e.apply(opts.Config, opts.Rules)
 	e.ready.Store(true)
@@ -169,11 +171,12 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 	// Skips are decisions, not events: counted on the notification's line,
 	// each one with its reason at debug level (a route that skips every
 	// alert of a large group would otherwise log a line per alert).
-	skipped, run := 0, 0
+	var skipped skipCounts
+	run := 0
 	debug := e.log.Enabled(ctx, slog.LevelDebug)
 	for i, s := range plan.Skips {
+		skipped.add(s.Reason)
 		if s.Reason == SkipLua {
-			skipped++
 			if debug {
 				e.log.Debug("skipped by its route", "route", s.Name, "fingerprint", s.Fingerprint, "reason", s.Detail)
 			}
@@ -193,8 +196,6 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 		}
 		run = 0
 	}
-	e.log.InfoContext(ctx, "notification", "receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
-		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved), "skipped", skipped)
 	if plan.EnvCut > 0 {
 		e.log.Warn("too many alerts for the environment: commands find them all in AMX_PAYLOAD_FILE", "group_key", msg.GroupKey,
 			"alerts", len(msg.Alerts), "in_environment", len(msg.Alerts)-plan.EnvCut)
@@ -219,8 +220,20 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 	e.run.Resolve(plan.Resolved)
 	e.done.resolved(plan.Resolved)
 	actions, occurrences := e.claim(plan)
+	for range len(plan.Actions) - len(actions) {
+		skipped.add(SkipDuplicate)
+	}
 	refused := 0
-	for i, res := range e.run.Run(actions) {
+	results := e.run.Run(actions)
+	for _, res := range results {
+		skipped.add(res.Skipped)
+	}
+	// One line per notification, once its actions have started (or ended,
+	// as they wait): skipped counts every action or alert left out, with a
+	// field per reason.
+	e.log.InfoContext(ctx, "notification", append([]any{"receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
+		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved)}, skipped.attrs()...)...)
+	for i, res := range results {
 		e.done.settle(occurrences[i], res.Err == nil && res.Skipped == "", time.Now())
 		// A start refused because amx is stopping is amx's failure, not
 		// the command's: a retry reaches the restarted amx.
@@ -237,6 +250,37 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 		return failures, fmt.Errorf("%d actions not started: amx runs max_processes already; retry later", refused)
 	}
 	return failures, nil
+}
+
+// skipCounts counts skips by reason, for the notification's log line.
+type skipCounts struct {
+	total   int
+	reasons []string
+	counts  []int
+}
+
+func (c *skipCounts) add(reason string) {
+	if reason == "" {
+		return
+	}
+	c.total++
+	for i, r := range c.reasons {
+		if r == reason {
+			c.counts[i]++
+			return
+		}
+	}
+	c.reasons = append(c.reasons, reason)
+	c.counts = append(c.counts, 1)
+}
+
+// attrs are skipped=<total> and skipped_<reason>=<n> for each reason seen.
+func (c *skipCounts) attrs() []any {
+	attrs := []any{"skipped", c.total}
+	for i, r := range c.reasons {
+		attrs = append(attrs, "skipped_"+r, c.counts[i])
+	}
+	return attrs
 }
 
 // claim returns the plan's actions that may run, with their occurrences:

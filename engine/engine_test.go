@@ -394,8 +394,8 @@ func TestRouteSkips(t *testing.T) {
 			t.Fatalf("%d %q", code, answer)
 		}
 		info := strings.Count(logs.String(), "level=INFO")
-		if !strings.Contains(logs.String(), "msg=notification") || !strings.Contains(logs.String(), "skipped=3") || info != 1 {
-			t.Errorf("level %v: want one info line, for the notification, with skipped=3:\n%s", level, logs.String())
+		if !strings.Contains(logs.String(), "msg=notification") || !strings.Contains(logs.String(), "skipped=4 skipped_nomatch=1 skipped_lua=3") || info != 1 {
+			t.Errorf("level %v: want one info line, for the notification, with skipped=4 skipped_nomatch=1 skipped_lua=3:\n%s", level, logs.String())
 		}
 		reasons := strings.Contains(logs.String(), `reason="maintenance of a"`) && strings.Contains(logs.String(), `reason="maintenance of b"`)
 		if reasons != (level == slog.LevelDebug) {

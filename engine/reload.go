@@ -17,6 +17,7 @@ type reloader struct {
 	mu      sync.Mutex
 	src     rules.Source
 	level   *slog.LevelVar
+	base    slog.Level // the level without verbose
 	watcher *rules.Watcher // nil when not watching
 	cfg     *rules.Config  // in force
 	// What cannot change without a restart: the address listened on and
@@ -83,18 +84,20 @@ func (e *Engine) apply(cfg *rules.Config, r *Rules) {
 		e.cert.Store(cfg.Certificate)
 	}
 	if rl.level != nil {
-		rl.level.Set(level(cfg.Verbose))
+		rl.level.Set(level(rl.base, cfg.Verbose))
 	}
 	e.m.reloadOK.Set(1)
 	e.m.reloadTime.SetToCurrentTime()
 	e.m.configHash.Set(cfg.Sum.Metric())
 }
 
-func level(verbose bool) slog.Level {
+// level is the log level under a configuration: debug when it says
+// verbose, else the base level the command line chose.
+func level(base slog.Level, verbose bool) slog.Level {
 	if verbose {
-		return slog.LevelDebug
+		return min(base, slog.LevelDebug)
 	}
-	return slog.LevelInfo
+	return base
 }
 
 // watch makes every later reload update what w watches, and starts it on

@@ -475,3 +475,22 @@ func TestWaitDurationAnswer(t *testing.T) {
 		t.Errorf("a command failing within its wait: %d %q", code, body)
 	}
 }
+
+// TestLevel: verbose in the configuration turns debug on; without it a
+// reload goes back to the level of --log.level, not to info.
+func TestLevel(t *testing.T) {
+	for _, tc := range []struct {
+		base    slog.Level
+		verbose bool
+		want    slog.Level
+	}{
+		{slog.LevelWarn, false, slog.LevelWarn},
+		{slog.LevelWarn, true, slog.LevelDebug},
+		{slog.LevelDebug, false, slog.LevelDebug},
+		{slog.LevelInfo, false, slog.LevelInfo},
+	} {
+		if got := level(tc.base, tc.verbose); got != tc.want {
+			t.Errorf("level(%v, %v) = %v, want %v", tc.base, tc.verbose, got, tc.want)
+		}
+	}
+}
