@@ -17,7 +17,7 @@ type reloader struct {
 	mu      sync.Mutex
 	src     rules.Source
 	level   *slog.LevelVar
-	base    slog.Level // the level without verbose
+	base    slog.Level     // the level without verbose
 	watcher *rules.Watcher // nil when not watching
 	cfg     *rules.Config  // in force
 	// What cannot change without a restart: the address listened on and
