@@ -290,7 +290,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 // route's defaults.
 func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runner.Action {
 	act := newAction(route.Name, &route.Process, a.Fingerprint)
-	act.Key = "route\x00" + route.Name + "\x00" + e.Cmd + "\x00" + strings.Join(e.Args, "\x00")
+	act.Key = RouteKey(route.Name, e.Cmd, e.Args)
 	act.Cmd, act.Args, act.Env = route.Command(e.Cmd), e.Args, env
 	if e.Max != nil {
 		act.Max = *e.Max
@@ -345,4 +345,22 @@ func bind(c *rules.Command, m *Message) string {
 // reloads: the same command line is the same command.
 func commandKey(c *rules.Command) string {
 	return "cmd\x00" + c.Cmd + "\x00" + strings.Join(c.Args, "\x00")
+}
+
+// CommandKey is the Key of the actions of a classic command, by its name
+// ("commands[0]"), or "" when the set has none of that name.
+func CommandKey(set *rules.Set, name string) string {
+	for _, c := range set.Commands {
+		if c.Name == name {
+			return commandKey(c)
+		}
+	}
+	return ""
+}
+
+// RouteKey is the Key of the actions a route's script execs with a command
+// (as the script wrote it) and arguments: the same route, command and
+// arguments are the same action for max.
+func RouteKey(route, cmd string, args []string) string {
+	return "route\x00" + route + "\x00" + cmd + "\x00" + strings.Join(args, "\x00")
 }

@@ -31,8 +31,10 @@ type Engine struct {
 	rules   atomic.Pointer[Rules]
 	maxBody atomic.Int64
 	bodies  bodyBudget // what the request bodies being read or handled hold
-	// maxAlerts caps the alerts of one notification.
+	// maxAlerts caps the alerts of one notification, maxProcs the
+	// processes running at once.
 	maxAlerts atomic.Int64
+	maxProcs  atomic.Int64
 	cert      atomic.Pointer[tls.Certificate]
 	auth      atomic.Pointer[rules.Auth]
 	ready     atomic.Bool
@@ -66,10 +68,13 @@ func New(opts Options) *Engine {
 	e := &Engine{
 		log:    opts.Log,
 		m:      m,
-		run:    runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
+		// run is set below: its admission reads the engine's settings.
 		record: opts.Record,
 		done:   memory{max: defaultMemoryMax},
 	}
+	e.run = runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner, Admit: func(a *runner.Action, live runner.Counts) string {
+		return Admit(a, live, int(e.maxProcs.Load()))
+	}})
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "am_executor_request_body_bytes_inflight",
 		Help: "Bytes held for request bodies being read or handled (bounded by max_inflight_body_bytes).",

@@ -74,7 +74,7 @@ func (e *Engine) apply(cfg *rules.Config, r *Rules) {
 	rl.cfg = cfg
 	e.rules.Store(r)
 	e.maxBody.Store(cfg.MaxBodyBytes)
-	e.run.SetMaxProcesses(cfg.MaxProcesses)
+	e.maxProcs.Store(int64(cfg.MaxProcesses))
 	e.maxAlerts.Store(int64(cmp.Or(cfg.MaxAlerts, rules.DefaultMaxAlerts)))
 	// One body of the largest size always fits.
 	e.bodies.limit.Store(max(cfg.MaxInflightBytes, cfg.MaxBodyBytes))

@@ -140,14 +140,14 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 	log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
 	skip, err := r.track(p)
 	switch {
-	case skip == SkipFingerOver:
-		r.m.Skipped.WithLabelValues(skip).Inc()
-		log.Info("skipped: too many processes for this fingerprint", "reason", skip, "max", a.Max)
-		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
 	case skip == SkipCapacity:
 		r.m.Skipped.WithLabelValues(skip).Inc()
 		// Debug: the notification's answer says how many, in one line.
 		log.Debug("not started: amx runs max_processes already", "reason", skip)
+		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
+	case skip != "":
+		r.m.Skipped.WithLabelValues(skip).Inc()
+		log.Info("skipped: too many processes for this fingerprint", "reason", skip, "max", a.Max)
 		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
 	case err != nil:
 		r.m.Errors.WithLabelValues("start").Inc()

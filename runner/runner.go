@@ -114,9 +114,21 @@ type Options struct {
 	// SIGKILL, and how long amx waits for output held open by descendants
 	// after a command exits. Default 5 s.
 	Grace time.Duration
-	// MaxProcesses caps the processes running at once; zero is no limit.
-	// SetMaxProcesses changes it.
-	MaxProcesses int
+	// Admit decides whether an action may start, given the processes live
+	// now: "" to start it, or the reason to skip it. The runner calls it
+	// under its lock, with the slot taken before the lock is let go, so
+	// that concurrent notifications cannot overshoot. Nil admits every
+	// action.
+	Admit func(a *Action, live Counts) string
+}
+
+// Counts is what admission counts: the live processes (started, or about
+// to start) of an action for a key, and of all actions.
+type Counts interface {
+	// Live is the number of live processes with the Key and Fingerprint.
+	Live(key, fingerprint string) int
+	// Total is the number of live processes.
+	Total() int
 }
 
 // ErrShuttingDown is the start error of actions run after Shutdown began.
@@ -128,10 +140,10 @@ type Runner struct {
 	m     Metrics
 	grace time.Duration
 
-	mu       sync.Mutex
-	closed   bool
-	maxProcs int
-	running  int // processes tracked, started or about to start
+	mu      sync.Mutex
+	closed  bool
+	admit   func(a *Action, live Counts) string
+	running int // processes tracked, started or about to start
 	// live holds every started process by the fingerprint it is bound to.
 	live map[string]map[*proc]struct{}
 	// counts holds live processes per (key, fingerprint), for Max; a slot is
@@ -167,19 +179,17 @@ func New(opts Options) *Runner {
 		log:      opts.Logger,
 		m:        opts.Metrics,
 		grace:    opts.Grace,
-		live:     make(map[string]map[*proc]struct{}),
-		counts:   make(map[slot]int),
-		maxProcs: opts.MaxProcesses,
+		live:   make(map[string]map[*proc]struct{}),
+		counts: make(map[slot]int),
+		admit:  opts.Admit,
 	}
 }
 
-// SetMaxProcesses changes the cap on processes running at once; zero is no
-// limit. Processes running past a lowered cap go on.
-func (r *Runner) SetMaxProcesses(n int) {
-	r.mu.Lock()
-	r.maxProcs = n
-	r.mu.Unlock()
-}
+// lockedCounts are the runner's counts, read under its lock.
+type lockedCounts struct{ r *Runner }
+
+func (c lockedCounts) Live(key, fingerprint string) int { return c.r.counts[slot{key, fingerprint}] }
+func (c lockedCounts) Total() int                       { return c.r.running }
 
 // Run starts every action and waits until all of them have ended. Results
 // are in the order of actions.
@@ -324,12 +334,10 @@ func (r *Runner) track(p *proc) (skip string, err error) {
 	if r.closed {
 		return "", ErrShuttingDown
 	}
-	// Without a fingerprint there is nothing to count against, as before.
-	if a.Max > 0 && a.Fingerprint != "" && r.counts[s] >= a.Max {
-		return SkipFingerOver, nil
-	}
-	if r.maxProcs > 0 && r.running >= r.maxProcs {
-		return SkipCapacity, nil
+	if r.admit != nil {
+		if skip := r.admit(a, lockedCounts{r}); skip != "" {
+			return skip, nil
+		}
 	}
 	r.running++
 	r.counts[s]++

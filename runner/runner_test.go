@@ -105,59 +105,6 @@ func TestOutputIsLoggedByLine(t *testing.T) {
 	}
 }
 
-// TestMaxUnderConcurrency starts 100 actions at once for one fingerprint with
-// max 3: exactly 3 run and 97 are skipped, then a resolve ends the 3.
-func TestMaxUnderConcurrency(t *testing.T) {
-	r, m := newRunner(t, nil)
-	a := Action{Name: "slow", Key: "sleep", Cmd: "sleep", Args: []string{"1000"}, Fingerprint: "fp1", Max: 3,
-		Signal: syscall.SIGTERM}
-	// Another command on the same fingerprint has its own count.
-	other := a
-	other.Key = "other"
-	other.Max = 1
-
-	var wg sync.WaitGroup
-	results := make([]Result, 100)
-	for i := range results {
-		wg.Go(func() { results[i] = r.Run([]Action{a})[0] })
-	}
-	otherDone := make(chan Result, 1)
-	go func() { otherDone <- r.Run([]Action{other})[0] }()
-
-	skipped := m.Skipped.WithLabelValues(SkipFingerOver)
-	runnertest.Eventually(t, "97 skips", func() bool { return testutil.ToFloat64(skipped) == 97 })
-	runnertest.Eventually(t, "4 live processes", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 4 })
-
-	r.Resolve([]string{"fp1"})
-	wg.Wait()
-	<-otherDone
-	ran := 0
-	for _, res := range results {
-		switch {
-		case res.Skipped == SkipFingerOver:
-		case res.Pid != 0:
-			ran++
-			// Ended by its resolved signal: stopped on purpose, no failure.
-			if !res.Resolved || res.Err != nil || res.ExitCode != -1 {
-				t.Errorf("want a process ended by its resolve, got %+v", res)
-			}
-		default:
-			t.Errorf("neither ran nor skipped: %+v", res)
-		}
-	}
-	if ran != 3 {
-		t.Errorf("%d processes ran, want 3", ran)
-	}
-	if n := testutil.ToFloat64(m.Signalled.WithLabelValues("ok")); n != 4 {
-		t.Errorf("signalled ok = %v, want 4", n)
-	}
-	// The slots are free again.
-	res := r.Run([]Action{{Key: "sleep", Cmd: "true", Fingerprint: "fp1", Max: 3}})[0]
-	if res.Skipped != "" || res.Err != nil {
-		t.Errorf("after the resolve: %+v", res)
-	}
-}
-
 // TestResolveSignalsProcessGroup: a shell that traps the signal and a
 // grandchild that does not; both must be reached.
 func TestResolveSignalsProcessGroup(t *testing.T) {
@@ -213,7 +160,7 @@ func TestNoFingerprint(t *testing.T) {
 	cancel() // kill both
 	_ = r.Shutdown(ctx)
 	if res := <-done; res[0].Skipped != "" || res[1].Skipped != "" {
-		t.Errorf("max capped an action without fingerprint: %+v", res)
+		t.Errorf("an action without fingerprint was skipped: %+v", res)
 	}
 }
 
@@ -461,33 +408,6 @@ func TestWaitingCostsNoThread(t *testing.T) {
 	}
 	r.Resolve(fps)
 	runnertest.Eventually(t, "the processes to end", func() bool { return r.wgCount() == 0 })
-}
-
-// TestMaxProcesses: past the cap, an action is skipped for capacity, not
-// queued; the cap may change while processes run.
-func TestMaxProcesses(t *testing.T) {
-	r, m := newRunner(t, nil)
-	r.SetMaxProcesses(2)
-	act := func(fp string) Action {
-		return Action{Name: "sleep", Cmd: "sleep", Args: []string{"1000"}, Fingerprint: fp, NoWait: true}
-	}
-	results := r.Run([]Action{act("a"), act("b"), act("c")})
-	if !results[0].Started || !results[1].Started || results[2].Skipped != SkipCapacity {
-		t.Fatalf("results %+v", results)
-	}
-	if n := testutil.ToFloat64(m.Skipped.WithLabelValues(SkipCapacity)); n != 1 {
-		t.Errorf("skipped for capacity: %v, want 1", n)
-	}
-	r.SetMaxProcesses(3)
-	if res := r.Run([]Action{act("c")}); !res[0].Started {
-		t.Errorf("after raising the cap: %+v", res[0])
-	}
-	r.Resolve([]string{"a", "b", "c"})
-	runnertest.Eventually(t, "the processes to end", func() bool { return r.wgCount() == 0 })
-	r.SetMaxProcesses(1)
-	if res := r.Run([]Action{{Name: "true", Cmd: "true", Fingerprint: "d"}}); res[0].Err != nil || res[0].Skipped != "" {
-		t.Errorf("with room again: %+v", res[0])
-	}
 }
 
 // TestShutdownTermsThenKills: when the grace is over, each process group

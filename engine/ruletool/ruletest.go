@@ -154,8 +154,12 @@ func (s signal) String() string { return s.fingerprint + ": " + rules.SignalName
 
 // simulate applies the runner's rules to a Plan without running anything:
 // live processes bound to a resolved alert get their rule's resolved_signal,
-// and an action over its max is skipped. A live process counts for an
-// action of the same rule and fingerprint (and command, when given).
+// and each action is admitted by engine.Admit, the rule the runner applies,
+// counting the processes the test says are running and the actions
+// admitted before it. A running process is the action it names: a classic
+// command's by its command line, a route's by its command and arguments,
+// or, when the test leaves those out, every action of its route for its
+// fingerprint. max_processes, a limit of the host, is not simulated.
 func simulate(set *rules.Set, plan engine.Plan, running []rules.Running) (outcome, error) {
 	var out outcome
 	for _, s := range plan.Skips {
@@ -165,34 +169,66 @@ func simulate(set *rules.Set, plan engine.Plan, running []rules.Running) (outcom
 		}
 		out.skips = append(out.skips, skip{s.Name, reason})
 	}
+	live := liveCounts{exact: map[[2]string]int{}}
+	var partial []rules.Running // running processes without a full command line
 	for _, p := range running {
 		proc, ok := processOf(set, p.Route)
-		if !ok {
+		switch {
+		case !ok:
 			return out, fmt.Errorf("line %d: running: no route or command named %q in the configuration", p.Line, p.Route)
+		case p.Fingerprint == "":
+			return out, fmt.Errorf("line %d: running: give the fingerprint the process is bound to: max counts per fingerprint", p.Line)
 		}
 		if slices.Contains(plan.Resolved, p.Fingerprint) && !proc.IgnoreResolved {
 			out.signals = append(out.signals, signal{p.Fingerprint, proc.ResolvedSignal})
 		}
+		live.total++
+		switch key := engine.CommandKey(set, p.Route); {
+		case key != "":
+			live.exact[[2]string{key, p.Fingerprint}]++
+		case p.Cmd != "" && p.HasArgs:
+			live.exact[[2]string{engine.RouteKey(p.Route, p.Cmd, p.Args), p.Fingerprint}]++
+		default:
+			partial = append(partial, p)
+		}
 	}
-	type slot struct{ key, fingerprint string }
-	started := make(map[slot]int)
 	for _, a := range plan.Actions {
-		live := started[slot{a.Key, a.Fingerprint}]
-		for _, p := range running {
+		live.action, live.partial = a, 0
+		for _, p := range partial {
 			if p.Route == a.Name && p.Fingerprint == a.Fingerprint &&
 				(p.Cmd == "" || expectedCmd(set, p.Route, p.Cmd) == a.Cmd) && (!p.HasArgs || slices.Equal(p.Args, a.Args)) {
-				live++
+				live.partial++
 			}
 		}
-		if a.Max > 0 && live >= a.Max {
-			out.skips = append(out.skips, skip{a.Name, runner.SkipFingerOver})
+		if reason := engine.Admit(&a, live, 0); reason != "" {
+			out.skips = append(out.skips, skip{a.Name, reason})
 			continue
 		}
-		started[slot{a.Key, a.Fingerprint}]++
+		live.exact[[2]string{a.Key, a.Fingerprint}]++
+		live.total++
 		out.execs = append(out.execs, a)
 	}
 	return out, nil
 }
+
+// liveCounts are the processes a test says are running, and the actions
+// admitted so far, as runner.Counts for the action being admitted.
+type liveCounts struct {
+	exact   map[[2]string]int // by key and fingerprint
+	total   int
+	action  runner.Action // being admitted
+	partial int           // running processes of action's rule that match it
+}
+
+func (c liveCounts) Live(key, fingerprint string) int {
+	n := c.exact[[2]string{key, fingerprint}]
+	if key == c.action.Key && fingerprint == c.action.Fingerprint {
+		n += c.partial
+	}
+	return n
+}
+
+func (c liveCounts) Total() int { return c.total }
 
 // processOf finds a route, or a classic command by its name ("commands[0]").
 func processOf(set *rules.Set, name string) (*rules.Process, bool) {

@@ -193,3 +193,29 @@ func TestExplainExtras(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// TestSimulateAdmitsAsTheRunner: amx test admits with the runner's own rule
+// (engine.Admit): an action without a fingerprint is not capped, a running
+// classic command counts for every command with its command line, and a
+// running process must say which fingerprint it is bound to.
+func TestSimulateAdmitsAsTheRunner(t *testing.T) {
+	set := &rules.Set{Commands: []*rules.Command{
+		{Name: "commands[0]", Cmd: "reboot", Process: rules.Process{Max: 1}},
+		{Name: "commands[1]", Cmd: "reboot", Process: rules.Process{Max: 1, MatchLabels: map[string]string{"a": "b"}}},
+	}}
+	action := func(name, fp string) runner.Action {
+		return runner.Action{Name: name, Key: engine.CommandKey(set, name), Cmd: "reboot", Fingerprint: fp, Max: 1}
+	}
+	plan := engine.Plan{Actions: []runner.Action{action("commands[1]", "f"), action("commands[0]", ""), action("commands[0]", "")}}
+	out, err := simulate(set, plan, []rules.Running{{Route: "commands[0]", Fingerprint: "f"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.execs) != 2 || len(out.skips) != 1 || out.skips[0] != (skip{"commands[1]", runner.SkipFingerOver}) {
+		t.Errorf("execs %d, skips %v: want the unbound two run and commands[1] skipped by commands[0]'s process", len(out.execs), out.skips)
+	}
+	_, err = simulate(set, plan, []rules.Running{{Route: "commands[0]", Line: 7}})
+	if err == nil || err.Error() != "line 7: running: give the fingerprint the process is bound to: max counts per fingerprint" {
+		t.Errorf("a running process without fingerprint: %v", err)
+	}
+}
