@@ -125,7 +125,6 @@ func TestMaxUnderConcurrency(t *testing.T) {
 	}
 }
 
-
 // TestMaxProcesses: past the cap, an action is skipped for capacity, not
 // queued; the cap may change while processes run.
 func TestMaxProcesses(t *testing.T) {

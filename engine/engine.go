@@ -66,8 +66,8 @@ type Options struct {
 func New(opts Options) *Engine {
 	m := newMetrics()
 	e := &Engine{
-		log:    opts.Log,
-		m:      m,
+		log: opts.Log,
+		m:   m,
 		// run is set below: its admission reads the engine's settings.
 		record: opts.Record,
 		done:   memory{max: defaultMemoryMax},

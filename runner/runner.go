@@ -176,9 +176,9 @@ func New(opts Options) *Runner {
 		}
 	}
 	return &Runner{
-		log:      opts.Logger,
-		m:        opts.Metrics,
-		grace:    opts.Grace,
+		log:    opts.Logger,
+		m:      opts.Metrics,
+		grace:  opts.Grace,
 		live:   make(map[string]map[*proc]struct{}),
 		counts: make(map[slot]int),
 		admit:  opts.Admit,
