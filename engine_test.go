@@ -202,12 +202,15 @@ func TestCommandLine(t *testing.T) {
 	// Every problem at once: a field, a missing script and a syntax error.
 	badAll := writeFile(t, t.TempDir(), "amx.yml", "routes:\n  - name: r\n    lua: 'if then'\n    timout: 1m\n"+
 		"  - name: s\n    script: missing.lua\n")
+	failing := writeFile(t, t.TempDir(), "amx.yml", "routes:\n  - name: r\n    lua: |\n      log('about to fail')\n      error('bug', 0)\n")
 	for _, tc := range []struct {
 		name   string
 		args   []string
 		code   int
 		output string
 	}{
+		{"explain a failing script", []string{"explain", "-f", failing, "examples/payloads/firing-rebootmachine.json"}, 1,
+			"log: line 4: about to fail\n    error (error): " + failing + ": bug"},
 		{"-h", []string{"-h"}, 0, "Usage: amx [options] [script [args...]]"},
 		{"no command", nil, 1, "amx: invalid configuration:\nno command to run"},
 		{"bad config", []string{"-f", "rules/testdata/misspelt-match-labels.yml"}, 1,
@@ -227,7 +230,7 @@ func TestCommandLine(t *testing.T) {
 		{"Lua syntax error", []string{"-f", badLua}, 1, "amx: invalid configuration:\n" + badLua + ":3: "},
 		// The rule author's tools; nothing is spawned.
 		{"test", []string{"test", "examples/tests/executor.yml", "examples/tests/rules.yml"}, 0, "Unit Testing: examples/tests/rules.yml\n  SUCCESS (7 tests)"},
-		{"test --run", []string{"test", "--run", "maintenance", "examples/tests/rules.yml"}, 0, "SUCCESS (1 tests)"},
+		{"test --run", []string{"test", "--run", "maintenance", "examples/tests/rules.yml"}, 0, "SUCCESS (1 test)"},
 		{"test failing", []string{"test", "engine/ruletool/testdata/failing.yml"}, 1, "name: wrong arguments and a missing skip"},
 		{"test broken", []string{"test", "engine/ruletool/testdata/broken.yml"}, 2, "broken.yml:5:31: tests[0].expect.exec[0].comand: unknown field"},
 		{"check", []string{"check", "examples/rules.yml", "examples/executor.yml"}, 0, "Checking 'examples/executor.yml'  SUCCESS"},
@@ -241,6 +244,7 @@ func TestCommandLine(t *testing.T) {
 		{"check bad flag", []string{"check", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx check"},
 		{"test bad flag", []string{"test", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx test"},
 		{"explain bad flag", []string{"explain", "-x"}, 2, "flag provided but not defined: -x\nUsage: amx explain"},
+		{"explain without -f", []string{"explain", "examples/payloads/firing-rebootmachine.json"}, 2, "amx explain: -f CONFIG is required\nUsage: amx explain"},
 		{"explain", []string{"explain", "-f", "examples/rules.yml", "examples/payloads/firing-rebootmachine.json"}, 0,
 			"route reboot (examples/rules/reboot.lua):\n  alert e630cdb7300ce41f: script ran\n    exec: examples/bin/reboot-host [\"app3\"]"},
 	} {

@@ -278,11 +278,17 @@ func explain(args []string, stdout, stderr io.Writer) int {
 	if err := flags.Parse(args); err != nil {
 		return 2 // Parse printed the error and the usage
 	}
-	if flags.NArg() != 1 || *file == "" {
+	if *file == "" {
+		fmt.Fprintln(stderr, "amx explain: -f CONFIG is required")
 		flags.Usage()
 		return 2
 	}
-	_, compiled, err := engine.Load(rules.Source{File: *file}, nil)
+	if flags.NArg() != 1 {
+		flags.Usage()
+		return 2
+	}
+	logs := new(ruletool.ScriptLogs)
+	_, compiled, err := engine.Load(rules.Source{File: *file}, logs.Logger())
 	if err != nil {
 		fmt.Fprintf(stderr, "amx: invalid configuration:\n%v\n", err)
 		return 1
@@ -302,6 +308,8 @@ func explain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "amx explain: %s: %v\n", flags.Arg(0), err)
 		return 1
 	}
-	ruletool.Explain(stdout, compiled, msg, *env)
+	if !ruletool.Explain(stdout, compiled, msg, *env, logs) {
+		return 1 // a script failed: shown in the output
+	}
 	return 0
 }

@@ -16,8 +16,10 @@ import (
 // Explain prints the Plan of a notification under a configuration: for each
 // command and route whether it matched and why, each action with its
 // settings and each skip with its reason. With env, each action's full
-// environment is printed too. Nothing runs.
-func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool) {
+// environment is printed too, and with logs (given to engine.Load as its
+// logger) the lines each script wrote with log(). Nothing runs. It reports
+// whether every script ran without error.
+func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool, logs *ScriptLogs) bool {
 	plan := engine.Decide(context.Background(), r, m)
 	fmt.Fprintf(w, "notification: %s, %d alerts, receiver %q, group_key %q\n", m.Status, len(m.Alerts), m.Receiver, m.GroupKey)
 	for _, a := range m.Alerts {
@@ -49,6 +51,9 @@ func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool) {
 					continue
 				}
 				fmt.Fprintf(w, "  alert %s: script ran\n", a.Fingerprint)
+				for _, line := range logs.of(route.Name, a.Fingerprint) {
+					fmt.Fprintf(w, "    log: %s\n", line)
+				}
 				n := printActions(w, plan, route.Name, a.Fingerprint, env)
 				for _, s := range plan.Skips {
 					if s.Name == route.Name && s.Fingerprint == a.Fingerprint {
@@ -75,6 +80,7 @@ func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool) {
 		commands()
 		routes()
 	}
+	return len(plan.Errors) == 0
 }
 
 // printActions prints the actions of one rule (and alert, for a route).

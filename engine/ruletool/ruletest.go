@@ -99,8 +99,12 @@ func testFile(w io.Writer, file string, run *regexp.Regexp) (junitSuite, int) {
 		}
 		suite.Cases = append(suite.Cases, c)
 	}
+	if suite.Tests == 0 && run != nil {
+		fmt.Fprintf(w, "  FAILED:\n    no test matches --run %q\n", run)
+		return suite, ExitFailed
+	}
 	if len(failed) == 0 {
-		fmt.Fprintf(w, "  SUCCESS (%d tests)\n", suite.Tests)
+		fmt.Fprintf(w, "  SUCCESS (%s)\n", plural(suite.Tests, "test"))
 		return suite, code
 	}
 	fmt.Fprintf(w, "  FAILED:\n")
@@ -108,6 +112,14 @@ func testFile(w io.Writer, file string, run *regexp.Regexp) (junitSuite, int) {
 		fmt.Fprintln(w, indent(f, "    "))
 	}
 	return suite, code
+}
+
+// plural is "1 test", "2 tests".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func indent(text, prefix string) string {

@@ -77,8 +77,13 @@ func TestRunAndJUnit(t *testing.T) {
 	if code := Test(&out, []string{"testdata/failing.yml"}, TestOptions{Run: regexp.MustCompile("^pass")}); code != ExitPass {
 		t.Errorf("--run ^pass: exit %d:\n%s", code, out.String())
 	}
-	if !strings.Contains(out.String(), "SUCCESS (1 tests)") {
+	if !strings.Contains(out.String(), "SUCCESS (1 test)\n") {
 		t.Errorf("--run ^pass ran other tests:\n%s", out.String())
+	}
+	out.Reset()
+	if code := Test(&out, []string{"testdata/failing.yml"}, TestOptions{Run: regexp.MustCompile("^nothing")}); code != ExitFailed ||
+		!strings.Contains(out.String(), `no test matches --run "^nothing"`) {
+		t.Errorf("--run matching no test: exit %d:\n%s", code, out.String())
 	}
 
 	report := filepath.Join(t.TempDir(), "junit.xml")
@@ -165,10 +170,12 @@ func TestExplain(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	Explain(&out, r, m, false)
+	if !Explain(&out, r, m, false, nil) {
+		t.Error("Explain reports a failed script")
+	}
 	golden(t, "explain.golden", out.String())
 	out.Reset()
-	Explain(&out, r, m, true)
+	Explain(&out, r, m, true, nil)
 	if !strings.Contains(out.String(), "      AMX_ALERT_LEN=2\n") {
 		t.Errorf("--env does not print the AMX_* environment:\n%s", out.String())
 	}
@@ -217,5 +224,32 @@ func TestSimulateAdmitsAsTheRunner(t *testing.T) {
 	_, err = simulate(set, plan, []rules.Running{{Route: "commands[0]", Line: 7}})
 	if err == nil || err.Error() != "line 7: running: give the fingerprint the process is bound to: max counts per fingerprint" {
 		t.Errorf("a running process without fingerprint: %v", err)
+	}
+}
+
+// TestExplainLogsAndErrors: explain shows what a script wrote with log()
+// under its alert, and reports a failed script.
+func TestExplainLogsAndErrors(t *testing.T) {
+	set := &rules.Set{Routes: []*rules.Route{
+		{Name: "talk", ScriptName: "talk.lua", Source: "log('saw', alert.labels.instance)\nlog('twice')", Process: rules.DefaultProcess()},
+		{Name: "fail", ScriptName: "fail.lua", Source: "error('bug', 0)", Process: rules.DefaultProcess()},
+	}}
+	logs := new(ScriptLogs)
+	r, err := engine.Compile(set, logs.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := engine.Decode([]byte(`{"status":"firing","alerts":[{"fingerprint":"f1","labels":{"instance":"db1"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if Explain(&out, r, m, false, logs) {
+		t.Error("Explain reports no failure")
+	}
+	for _, want := range []string{"  alert f1: script ran\n    log: line 1: saw db1\n    log: line 2: twice\n", "    error (error): fail.lua: bug\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
