@@ -206,7 +206,7 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 		}
 		sig, err := rules.ParseSignal(v.String())
 		if err != nil {
-			bad("a signal name or number")
+			argError(L, "exec", 1, fmt.Sprintf("option %s: %v", key, err))
 		}
 		n := int(sig)
 		e.ResolvedSignal = &n
@@ -249,6 +249,8 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 		msg := "unknown option " + key
 		if s := rules.Suggest(key, execOptions); s != "" {
 			msg += "; did you mean " + s + "?"
+		} else {
+			msg += "; the options are " + strings.Join(execOptions, ", ")
 		}
 		argError(L, "exec", 1, msg)
 	}
