@@ -167,12 +167,13 @@ func (d *decoder) test(n *yaml.Node, path, dir string) *Test {
 	}
 	inline := &Notification{}
 	var seenInline bool
+	var payloadNode *yaml.Node
 	note := func(f func(n *yaml.Node, p string)) field {
 		return func(n *yaml.Node, p string) { seenInline = true; f(n, p) }
 	}
 	d.mapping(n, path, map[string]field{
 		"name":    func(n *yaml.Node, p string) { d.str(n, p, &t.Name) },
-		"payload": func(n *yaml.Node, p string) { d.str(n, p, &t.Payload) },
+		"payload": func(n *yaml.Node, p string) { d.str(n, p, &t.Payload); payloadNode = n },
 		"running": func(n *yaml.Node, p string) {
 			d.sequence(n, p, func(n *yaml.Node, p string) {
 				r := Running{Line: resolve(n).Line}
@@ -211,6 +212,11 @@ func (d *decoder) test(n *yaml.Node, path, dir string) *Test {
 		d.errorf(rn, join(path, "payload"), "give either payload or alerts, not both")
 	case t.Payload != "":
 		t.Payload = relativeTo(dir, t.Payload)
+		// Found now, with the file's other problems, not when the test
+		// runs.
+		if _, err := os.Stat(t.Payload); err != nil {
+			d.errorf(payloadNode, join(path, "payload"), "%v", err)
+		}
 	case len(inline.Alerts) == 0:
 		d.errorf(rn, join(path, "payload"), "missing: a test needs payload (a recorded notification) or alerts")
 	default:

@@ -6,6 +6,7 @@ package ruletool
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -66,11 +67,21 @@ func testFile(w io.Writer, file string, run *regexp.Regexp) (junitSuite, int) {
 		suite.Cases = append(suite.Cases, junitCase{Name: file, Class: file, Error: &junitText{Message: "broken test file", Text: err.Error()}})
 		return suite, ExitBroken
 	}
+	// Every problem at once: the test file's, its configuration's, and
+	// the names its tests give that the configuration does not have.
 	tf, err := rules.LoadTestFile(file)
-	if err != nil {
+	if tf == nil {
 		return broken(err)
 	}
-	_, r, err := engine.Load(rules.Source{File: tf.Config}, nil)
+	var r *engine.Rules
+	if tf.Config != "" {
+		var cerr error
+		if _, r, cerr = engine.Load(rules.Source{File: tf.Config}, nil); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("config %s:\n%w", tf.Config, cerr))
+		} else {
+			err = errors.Join(err, unknownNames(file, tf, r.Set))
+		}
+	}
 	if err != nil {
 		return broken(err)
 	}
@@ -124,6 +135,32 @@ func plural(n int, noun string) string {
 
 func indent(text, prefix string) string {
 	return prefix + strings.ReplaceAll(text, "\n", "\n"+prefix)
+}
+
+// unknownNames reports the routes and commands a test file names that the
+// configuration does not have, each with its line.
+func unknownNames(file string, tf *rules.TestFile, set *rules.Set) error {
+	var errs []error
+	check := func(line int, what, name string) {
+		if _, ok := processOf(set, name); !ok {
+			errs = append(errs, fmt.Errorf("%s:%d: %s: no route or command named %q in %s", file, line, what, name, tf.Config))
+		}
+	}
+	for _, t := range tf.Tests {
+		for _, p := range t.Running {
+			check(p.Line, "running", p.Route)
+		}
+		for _, x := range t.Expect.Exec {
+			check(x.Line, "expect.exec", x.Route)
+		}
+		for _, x := range t.Expect.Skip {
+			check(x.Line, "expect.skip", x.Route)
+		}
+		for _, x := range t.Expect.Error {
+			check(x.Line, "expect.error", x.Route)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // runTest decides a test's notification and compares the outcome with what

@@ -253,3 +253,23 @@ func TestExplainLogsAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokenTestFileAllAtOnce: a test file's problems, a missing payload and
+// names the configuration does not have, are reported together with
+// their lines.
+func TestBrokenTestFileAllAtOnce(t *testing.T) {
+	var out bytes.Buffer
+	if code := Test(&out, []string{"testdata/broken-names.yml"}, TestOptions{}); code != ExitBroken {
+		t.Errorf("exit %d, want %d", code, ExitBroken)
+	}
+	for _, want := range []string{
+		"testdata/broken-names.yml:4:14: tests[0].payload: stat testdata/no-such-payload.json: no such file or directory",
+		`testdata/broken-names.yml:5: running: no route or command named "ghost" in testdata/amx.yml`,
+		`testdata/broken-names.yml:7: expect.exec: no route or command named "restrat" in testdata/amx.yml`,
+		`testdata/broken-names.yml:8: expect.skip: no route or command named "nobody" in testdata/amx.yml`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
