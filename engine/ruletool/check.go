@@ -3,8 +3,10 @@ package ruletool
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/luaapi"
 	"github.com/amx-dev/amx/rules"
 )
 
@@ -27,8 +29,18 @@ func Check(w io.Writer, files []string) bool {
 				scripts++
 			}
 		}
-		fmt.Fprintf(w, "  SUCCESS\nFound:\n - %d commands\n - %d routes\n - %d script files\n\n",
+		fmt.Fprintf(w, "  SUCCESS\nFound:\n - %d commands\n - %d routes\n - %d script files\n",
 			len(cfg.Set.Commands), len(cfg.Set.Routes), scripts)
+		// Warnings do not fail the check: a script may define what it
+		// calls in ways a reading cannot see.
+		var warnings []string
+		for _, route := range r.Set.Routes {
+			warnings = append(warnings, luaapi.Lint(route.ScriptName, route.Source)...)
+		}
+		if len(warnings) > 0 {
+			fmt.Fprintf(w, "Warnings:\n%s\n", indent(strings.Join(warnings, "\n"), " - "))
+		}
+		fmt.Fprintln(w)
 	}
 	return ok
 }
