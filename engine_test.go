@@ -1415,6 +1415,7 @@ func TestScriptPanic(t *testing.T) {
 lua: {timeout: 20s}
 routes:
   - name: unpack
+    retry_on_script_error: true
     lua: return select("#", unpack(msg.alerts, 1, 1e8))
   - name: overflow
     retry_on_script_error: true
