@@ -439,7 +439,7 @@ routes:
 	}
 	// The broken route notifies (500) for each notification it ran on;
 	// the runaway one was stopped by its deadline and does not notify.
-	want := "broken: " + cfg + ":9: attempt to index a non-table object(nil) with key 'cmd'\n"
+	want := "broken: " + cfg + ":9: attempt to index a nil value (local 'x')\n"
 	if got.code != 500 || got.body != want || code != 500 || body != want {
 		t.Errorf("answers: firing %d %q, resolved %d %q; want 500 %q", got.code, got.body, code, body, want)
 	}

@@ -338,7 +338,12 @@ func TestScriptErrors(t *testing.T) {
 		{"env('A', 'x\\0y')", "rule.lua:1: bad argument #2 to env (argument contains a NUL byte)"},
 		{"exec{'a', 'b\\0'}", "rule.lua:1: bad argument #1 to exec (item 2: argument contains a NUL byte)"},
 		{"env('A', nil)", "rule.lua:1: bad argument #2 to env (string or number expected, got nil)"},
-		{"local t = nil\nexec(t.x)", "rule.lua:2: attempt to index a non-table object(nil) with key 'x'"},
+		{"local t = nil\nexec(t.x)", "rule.lua:2: attempt to index a nil value (local 't')"},
+		{"local host = alert.labels.nosuch:match('^([^:]+)')", "rule.lua:1: attempt to index a nil value (field 'nosuch')"},
+		{"exec(undefined_table.x)", "rule.lua:1: attempt to index a nil value (global 'undefined_table')"},
+		{"local function f(opts) return opts.x end\nf()", "rule.lua:1: attempt to index a nil value (local 'opts')"},
+		// Two expressions indexed with the same key: not guessed.
+		{"local a, b = nil, nil\nexec(a.x or b.x)", "rule.lua:2: attempt to index a non-table object(nil) with key 'x'"},
 		{"error('custom')", "rule.lua:1: custom"},
 		// The host function behind exec{...} checks what a script that
 		// calls it by its name gives it.

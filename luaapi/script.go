@@ -24,6 +24,8 @@ type Script struct {
 	// guards are the script's leading statements that Run decides in Go
 	// (see guard.go).
 	guards []guard
+	// lines are the source, for error messages (see explainIndex).
+	lines []string
 }
 
 // Name is the script's name as errors show it.
@@ -71,7 +73,8 @@ func compile(name, src string, fast bool) (*Script, error) {
 	// A main chunk is a vararg function, for which gopher-lua builds the
 	// Lua 5.0 `arg` table on every call. Rules get no arguments; skip it.
 	proto.IsVarArg &^= lua.VarArgNeedsArg
-	return &Script{name: name, proto: proto, labelKeys: labelKeys, annotationKeys: annotationKeys, guards: gs}, nil
+	return &Script{name: name, proto: proto, labelKeys: labelKeys, annotationKeys: annotationKeys, guards: gs,
+		lines: strings.Split(src, "\n")}, nil
 }
 
 // syntaxError renders gopher-lua's parse error ("name line:3(column:5)
@@ -316,7 +319,7 @@ func scriptError(s *Script, err error) error {
 	if !strings.HasPrefix(msg, s.name+":") {
 		msg = s.name + ": " + msg
 	}
-	return &Error{Msg: msg, Kind: KindError}
+	return &Error{Msg: explainIndex(s.lines, msg), Kind: KindError}
 }
 
 // errorText is the message of a script error, without gopher-lua's
