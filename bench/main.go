@@ -470,7 +470,7 @@ func (b *bench) reloadLatency() error {
 		return err
 	}
 	config := filepath.Join(dir, "amx.yml")
-	if err := writeFile(config, "routes:\n  - name: r\n    script: r.lua\n"); err != nil {
+	if err := writeFile(config, "routes:\n  - name: r\n    script: r.lua\n    retry_on_script_error: true\n"); err != nil {
 		return err
 	}
 	s, err := b.start(b.amx, "-f", config)

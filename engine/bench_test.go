@@ -119,7 +119,8 @@ func BenchmarkReloadLatency(b *testing.B) {
 		}
 	}
 	script(0)
-	src := rules.Source{File: writeTestFile(b, dir, "amx.yml", versioned)}
+	// The script's error is the answer, so it must ask for a retry.
+	src := rules.Source{File: writeTestFile(b, dir, "amx.yml", versioned+"    retry_on_script_error: true\n")}
 	cfg, err := rules.Load(src)
 	if err != nil {
 		b.Fatal(err)
