@@ -30,40 +30,10 @@ func Lint(name, src string) []string {
 	if err != nil {
 		return nil // Compile reports it
 	}
-	defined := map[string]bool{}
+	defined := declaredNames(chunk, true)
 	for _, g := range knownGlobals {
 		defined[g] = true
 	}
-	walk(chunk, func(st ast.Stmt) {
-		switch st := st.(type) {
-		case *ast.LocalAssignStmt:
-			for _, n := range st.Names {
-				defined[n] = true
-			}
-		case *ast.AssignStmt:
-			for _, l := range st.Lhs {
-				if id, ok := l.(*ast.IdentExpr); ok {
-					defined[id.Value] = true
-				}
-			}
-		case *ast.FuncDefStmt:
-			if id, ok := st.Name.Func.(*ast.IdentExpr); ok {
-				defined[id.Value] = true
-			}
-		case *ast.NumberForStmt:
-			defined[st.Name] = true
-		case *ast.GenericForStmt:
-			for _, n := range st.Names {
-				defined[n] = true
-			}
-		}
-	}, func(e *ast.Expr) {
-		if f, ok := (*e).(*ast.FunctionExpr); ok && f.ParList != nil {
-			for _, n := range f.ParList.Names {
-				defined[n] = true
-			}
-		}
-	})
 	var warnings []string
 	warn := func(line int, format string, args ...any) {
 		warnings = append(warnings, fmt.Sprintf("%s:%d: %s", name, line, fmt.Sprintf(format, args...)))

@@ -41,6 +41,23 @@ const (
 
 // rewrite rewrites chunk in place.
 func rewrite(chunk []ast.Stmt) {
+	declared := declaredNames(chunk, false)
+	if !declared["skip"] {
+		rewriteSkips(chunk)
+	}
+	if !declared["exec"] {
+		walk(chunk, func(ast.Stmt) {}, func(e *ast.Expr) {
+			if call, ok := (*e).(*ast.FuncCallExpr); ok {
+				rewriteExec(call)
+			}
+		})
+	}
+}
+
+// declaredNames returns the names a chunk declares anywhere: locals, loop
+// variables and parameters, and with globals the names it assigns or
+// defines functions under as well.
+func declaredNames(chunk []ast.Stmt, globals bool) map[string]bool {
 	declared := map[string]bool{}
 	walk(chunk, func(st ast.Stmt) {
 		switch st := st.(type) {
@@ -54,6 +71,16 @@ func rewrite(chunk []ast.Stmt) {
 			for _, n := range st.Names {
 				declared[n] = true
 			}
+		case *ast.AssignStmt:
+			for _, l := range st.Lhs {
+				if id, ok := l.(*ast.IdentExpr); ok && globals {
+					declared[id.Value] = true
+				}
+			}
+		case *ast.FuncDefStmt:
+			if id, ok := st.Name.Func.(*ast.IdentExpr); ok && globals {
+				declared[id.Value] = true
+			}
 		}
 	}, func(e *ast.Expr) {
 		if f, ok := (*e).(*ast.FunctionExpr); ok && f.ParList != nil {
@@ -62,16 +89,7 @@ func rewrite(chunk []ast.Stmt) {
 			}
 		}
 	})
-	if !declared["skip"] {
-		rewriteSkips(chunk)
-	}
-	if !declared["exec"] {
-		walk(chunk, func(ast.Stmt) {}, func(e *ast.Expr) {
-			if call, ok := (*e).(*ast.FuncCallExpr); ok {
-				rewriteExec(call)
-			}
-		})
-	}
+	return declared
 }
 
 // rewriteSkips rewrites the skip statements of a block of the main chunk,
