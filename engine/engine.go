@@ -180,7 +180,6 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 	run := 0
 	debug := e.log.Enabled(ctx, slog.LevelDebug)
 	for i, s := range plan.Skips {
-		skipped.add(s.Reason)
 		if s.Reason == SkipLua {
 			if debug {
 				e.log.Debug("skipped by its route", "route", s.Name, "fingerprint", s.Fingerprint, "reason", s.Detail)
@@ -196,6 +195,7 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 			continue
 		}
 		e.m.skipped.WithLabelValues(s.Reason).Add(float64(run))
+		skipped.add(s.Reason, run)
 		if s.Reason == SkipLua {
 			e.m.routeSkipped.WithLabelValues(s.Name).Add(float64(run))
 		}
@@ -225,13 +225,11 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 	e.run.Resolve(plan.Resolved)
 	e.done.resolved(plan.Resolved)
 	actions, occurrences := e.claim(plan)
-	for range len(plan.Actions) - len(actions) {
-		skipped.add(SkipDuplicate)
-	}
+	skipped.add(SkipDuplicate, len(plan.Actions)-len(actions))
 	refused := 0
 	results := e.run.Run(actions)
 	for _, res := range results {
-		skipped.add(res.Skipped)
+		skipped.add(res.Skipped, 1)
 	}
 	// One line per notification, once its actions have started (or ended,
 	// as they wait): skipped counts every action or alert left out, with a
@@ -264,19 +262,20 @@ type skipCounts struct {
 	counts  []int
 }
 
-func (c *skipCounts) add(reason string) {
-	if reason == "" {
+// add counts n skips for a reason; an empty reason or no skip is nothing.
+func (c *skipCounts) add(reason string, n int) {
+	if reason == "" || n == 0 {
 		return
 	}
-	c.total++
+	c.total += n
 	for i, r := range c.reasons {
 		if r == reason {
-			c.counts[i]++
+			c.counts[i] += n
 			return
 		}
 	}
 	c.reasons = append(c.reasons, reason)
-	c.counts = append(c.counts, 1)
+	c.counts = append(c.counts, n)
 }
 
 // attrs are skipped=<total> and skipped_<reason>=<n> for each reason seen.

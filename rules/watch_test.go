@@ -199,15 +199,7 @@ func TestWatcherFilesystem(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			files := tc.setup(t, dir)
-			w, err := NewWatcher(slog.New(slog.DiscardHandler), 10*time.Millisecond, time.Hour)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.Watch(files, Checksum(files))
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan struct{})
-			go func() { defer close(done); w.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			w := runWatcher(t, files, 10*time.Millisecond)
 
 			tc.change(t, dir)
 			select {
@@ -241,6 +233,22 @@ func TestWatcherFilesystem(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runWatcher watches files with a real inotify watcher, and no backstop
+// within the test, until the test ends.
+func runWatcher(t *testing.T, files []string, debounce time.Duration) *Watcher {
+	t.Helper()
+	w, err := NewWatcher(slog.New(slog.DiscardHandler), debounce, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Watch(files, Checksum(files))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
 }
 
 // plainFiles is a config file with a script in a subdirectory.
@@ -339,14 +347,8 @@ func TestLoadRecordsFiles(t *testing.T) {
 func TestWatcherBusyDirectory(t *testing.T) {
 	dir := t.TempDir()
 	files := plainFiles(t, dir)
-	w, err := NewWatcher(slog.New(slog.DiscardHandler), 25*time.Millisecond, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Watch(files, Checksum(files))
+	w := runWatcher(t, files, 25*time.Millisecond)
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
 	busy := make(chan struct{})
 	go func() {
 		defer close(busy)
@@ -355,7 +357,7 @@ func TestWatcherBusyDirectory(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	defer func() { cancel(); <-done; <-busy }()
+	defer func() { cancel(); <-busy }()
 	for i := range 5 {
 		write(t, files[0], fmt.Sprintf("routes: v%d", i+2))
 		select {
