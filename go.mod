@@ -6,7 +6,8 @@ require (
 	github.com/fsnotify/fsnotify v1.9.0
 	github.com/prometheus/client_golang v1.20.5
 	github.com/yuin/gopher-lua v1.1.1
-	golang.org/x/sys v0.28.0
+	go.etcd.io/bbolt v1.5.0
+	golang.org/x/sys v0.45.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 

@@ -1,0 +1,200 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// bucket holds every entry, by ID, as JSON.
+var bucket = []byte("state/v1")
+
+// OpenBolt opens (or creates) the state file at path. A file another
+// process holds (another amx) fails within lockTimeout instead of waiting.
+func OpenBolt(path string, lockTimeout time.Duration, opts Options) (Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        lockTimeout,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("state.path %s: locked by another process (is another amx using it?)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state.path %s: %w", path, err)
+	}
+	c := newCore(opts)
+	now := c.opts.Now()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		var expired [][]byte
+		err = b.ForEach(func(k, v []byte) error {
+			e := new(Entry)
+			if err := json.Unmarshal(v, e); err != nil || !now.Before(e.Expires) {
+				expired = append(expired, k) // what cannot be read is dropped, not fatal
+				return nil
+			}
+			if e.Kind == KindClaim && e.State == Pending {
+				c.opts.Log.Warn("a claim was left pending by an earlier run of amx: counted as started", "id", string(k))
+			}
+			c.load(string(k), e)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range expired {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state.path %s: %w", path, err)
+	}
+	j := newJournal(db)
+	c.journal = j.add
+	s := &local{core: c, j: j, name: "bolt " + path}
+	s.start()
+	return s, nil
+}
+
+// journal writes the core's changes to the file in the order they were
+// made. One writer takes everything queued since its last commit into one
+// transaction, so concurrent notifications share an fsync. (bbolt's own
+// Batch shares commits too, but neither keeps the order of the calls nor
+// runs each function once, and an entry written twice must end as the
+// second write left it.)
+type journal struct {
+	db *bolt.DB
+
+	mu      sync.Mutex
+	queue   []change
+	queued  uint64 // sequence number of the last add
+	written uint64 // sequence number written up to
+	err     error  // of the last commit
+	wake    chan struct{}
+	notify  chan struct{} // closed and replaced after every commit
+	closed  bool
+	done    chan struct{}
+}
+
+func newJournal(db *bolt.DB) *journal {
+	j := &journal{db: db, wake: make(chan struct{}, 1), notify: make(chan struct{}), done: make(chan struct{})}
+	go j.run()
+	return j
+}
+
+func (j *journal) add(ch []change) uint64 {
+	j.mu.Lock()
+	j.queue = append(j.queue, ch...)
+	j.queued++
+	seq := j.queued
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	return seq
+}
+
+func (j *journal) run() {
+	defer close(j.done)
+	for {
+		j.mu.Lock()
+		if len(j.queue) == 0 {
+			closed := j.closed
+			j.mu.Unlock()
+			if closed {
+				return
+			}
+			<-j.wake
+			continue
+		}
+		batch, upTo := j.queue, j.queued
+		j.queue = nil
+		j.mu.Unlock()
+
+		err := j.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			for _, c := range batch {
+				if c.e == nil {
+					if err := b.Delete([]byte(c.id)); err != nil {
+						return err
+					}
+					continue
+				}
+				v, err := json.Marshal(c.e)
+				if err != nil {
+					return err
+				}
+				if err := b.Put([]byte(c.id), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		j.mu.Lock()
+		j.written, j.err = upTo, err
+		close(j.notify)
+		j.notify = make(chan struct{})
+		j.mu.Unlock()
+	}
+}
+
+// wait returns once the changes numbered up to seq are written, with the
+// error of their commit.
+func (j *journal) wait(ctx context.Context, seq uint64) error {
+	for {
+		j.mu.Lock()
+		written, err, notify := j.written, j.err, j.notify
+		j.mu.Unlock()
+		if written >= seq {
+			if err != nil {
+				return fmt.Errorf("state: write: %w", err)
+			}
+			return nil
+		}
+		select {
+		case <-notify:
+		case <-ctx.Done():
+			return fmt.Errorf("state: write not confirmed: %w", ctx.Err())
+		}
+	}
+}
+
+func (j *journal) health() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	if j.err != nil {
+		return fmt.Errorf("state: last write failed: %w", j.err)
+	}
+	return nil
+}
+
+// close writes what is queued and closes the file.
+func (j *journal) close() error {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	<-j.done
+	return j.db.Close()
+}
