@@ -22,4 +22,5 @@ require (
 	github.com/prometheus/common v0.55.0 // indirect
 	github.com/prometheus/procfs v0.15.1 // indirect
 	google.golang.org/protobuf v1.34.2 // indirect
+	layeh.com/gopher-luar v1.0.11 // indirect
 )

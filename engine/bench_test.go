@@ -99,7 +99,7 @@ func BenchmarkDecide(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if p := Decide(context.Background(), r, m); len(p.Actions) != 3 {
+		if p := Decide(context.Background(), r, m, nil); len(p.Actions) != 3 {
 			b.Fatalf("%d actions", len(p.Actions))
 		}
 	}

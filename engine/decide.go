@@ -11,10 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/luaapi"
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner"
@@ -37,24 +38,16 @@ type Plan struct {
 	// the environment. Then every action gets the whole notification in
 	// AMX_PAYLOAD_FILE instead.
 	EnvCut int
-	// Occurrences identify, for each action, what it runs for, so that a
-	// re-sent notification does not run what already succeeded: a
-	// classic command runs for the notification's alerts as they are (a
-	// group that changed is a new occurrence), a route's action for its
-	// alert (fingerprint, startsAt, status). A `once` action runs for its
-	// alert's fingerprint and startsAt.
-	Occurrences []Occurrence
-}
-
-// Occurrence is what one action runs for. A zero Occurrence is never
-// remembered.
-type Occurrence struct {
-	Key string
-	// Once keeps a success for as long as amx runs; Fingerprint and Firing
-	// let the alert's resolve forget it.
-	Once        bool
-	Fingerprint string
-	Firing      bool
+	// Claims are what admission asks the state about each action: the
+	// action and occurrence a re-sent notification repeats, the key max
+	// and cooldown count per, the limits.
+	Claims []state.Claim
+	// Tombstones are the occurrences of the notification's resolved
+	// alerts: a late firing copy of one starts nothing.
+	Tombstones []string
+	// Writes are the state changes the scripts asked for, applied at
+	// admission once per route and occurrence.
+	Writes []state.Writes
 }
 
 // Skip is a rule that did not produce an action, and why.
@@ -84,7 +77,7 @@ const (
 	SkipNoMatch = "nomatch"
 	SkipLua     = "lua" // a script called skip()
 	// SkipDuplicate: the action already succeeded for this occurrence.
-	SkipDuplicate = "duplicate"
+	SkipDuplicate = state.Duplicate
 )
 
 // Decide returns the Plan for a notification under a set of rules. It runs
@@ -101,14 +94,20 @@ const (
 // A route's script runs once for every alert, firing or resolved, whose own
 // labels pass the route's match_labels; what it execs is bound to that alert.
 // Routes and commands are planned in the order of the config file.
-func Decide(ctx context.Context, r *Rules, m *Message) Plan {
+//
+// Scripts read the state through read; nil reads nothing. Nothing is
+// written: the writes scripts ask for are in the Plan.
+func Decide(ctx context.Context, r *Rules, m *Message, read luaapi.StateReader) Plan {
 	var p Plan
 	for i := range m.Alerts {
 		if a := &m.Alerts[i]; a.Resolved() {
 			p.Resolved = append(p.Resolved, a.Fingerprint)
+			if occ := occurrence(a); occ != "" {
+				p.Tombstones = append(p.Tombstones, occ)
+			}
 		}
 	}
-	d := decision{plan: &p, msg: m}
+	d := decision{plan: &p, msg: m, read: read}
 	if r.Set.RoutesFirst {
 		d.routes(ctx, r)
 		d.commands(r.Set)
@@ -134,6 +133,7 @@ type decision struct {
 	// dropped holds plan.EnvDropped, to list each once.
 	dropped map[string]bool
 	digest  string // of the notification, once needed
+	read    luaapi.StateReader
 }
 
 func (d *decision) classicEnv() []string {
@@ -160,23 +160,48 @@ func (d *decision) notificationDigest() string {
 	return d.digest
 }
 
-// alertOccurrence is the occurrence of an action for one alert: its
-// fingerprint, start and status, whatever the notification around it.
-// Without an alert or a fingerprint there is no occurrence to count.
-func alertOccurrence(a *Alert, actionKey string, once bool) Occurrence {
+// occurrence names an alert's occurrence: its fingerprint and start. A
+// resolve ends it; the alert firing again is a new one. Without a
+// fingerprint there is no occurrence to count.
+func occurrence(a *Alert) string {
 	if a == nil || a.Fingerprint == "" {
-		return Occurrence{}
+		return ""
 	}
-	kind := "a\x00"
-	if once {
-		kind = "o\x00"
+	return a.Fingerprint + "@" + a.StartsAt.UTC().Format(time.RFC3339Nano)
+}
+
+// keyOf is an action's key for max and cooldown: the values of the by
+// labels on the alert it is bound to, or, without by or when one of them is
+// missing, the alert's fingerprint.
+func keyOf(by []string, a *Alert) string {
+	if a == nil {
+		return ""
 	}
-	return Occurrence{
-		Key:         kind + a.Fingerprint + "\x00" + strconv.FormatInt(a.StartsAt.UnixNano(), 10) + "\x00" + a.Status + "\x00" + actionKey,
-		Once:        once,
-		Fingerprint: a.Fingerprint,
-		Firing:      !a.Resolved(),
+	if len(by) == 0 {
+		return a.Fingerprint
 	}
+	values := make([]string, len(by))
+	for i, l := range by {
+		v, ok := a.Labels[l]
+		if !ok {
+			return a.Fingerprint
+		}
+		values[i] = v
+	}
+	return strings.Join(values, ",")
+}
+
+// newClaim is the claim of an action bound to an alert under a process's
+// limits. An action bound to no alert has no key: max does not count it,
+// as with the old executor.
+func newClaim(action, key string, p *rules.Process, a *Alert) state.Claim {
+	c := state.Claim{Action: action, Key: key, Max: p.Max, Cooldown: p.Cooldown,
+		Rate: state.RateLimit{N: p.Rate.N, Per: p.Rate.Per}, Once: p.Once,
+		Occurrence: occurrence(a), Firing: a != nil && !a.Resolved()}
+	if key == "" {
+		c.Max, c.Cooldown = 0, 0
+	}
+	return c
 }
 
 // alertOf is the notification's alert with the fingerprint, nil without.
@@ -213,15 +238,28 @@ func (d *decision) commands(set *rules.Set) {
 			continue
 		}
 		act := newAction(c.Name, &c.Process, bind(c, m))
-		act.Key = commandKey(c)
 		act.Cmd, act.Args, act.CommonEnv = c.Cmd, c.Args, d.classicEnv()
 		d.plan.Actions = append(d.plan.Actions, act)
-		occurrence := Occurrence{Key: "n\x00" + d.notificationDigest() + "\x00" + act.Key}
+		bound := alertOf(m, act.Fingerprint)
+		action := commandAction(c)
+		claim := newClaim(action, keyOf(c.By, bound), &c.Process, bound)
+		// A classic command runs for the group as it is: the same alerts
+		// in the same states are a copy, a group that changed is new.
+		claim.ID = state.Join(action, "group", d.notificationDigest())
 		if c.Once {
-			occurrence = alertOccurrence(alertOf(m, act.Fingerprint), act.Key, true)
+			claim.ID = onceID(action, claim.Occurrence)
 		}
-		d.plan.Occurrences = append(d.plan.Occurrences, occurrence)
+		d.plan.Claims = append(d.plan.Claims, claim)
 	}
+}
+
+// onceID is the claim of a once action: once per action and occurrence.
+// Without an occurrence, there is nothing to remember.
+func onceID(action, occurrence string) string {
+	if occurrence == "" {
+		return ""
+	}
+	return state.Join(action, occurrence)
 }
 
 func (d *decision) routes(ctx context.Context, r *Rules) {
@@ -240,6 +278,7 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 			if d.notif == nil {
 				d.notif = scriptView(d.msg)
 			}
+			d.notif.State = d.read
 			res, err := r.vm.Run(ctx, r.scripts[ri], route.Name, d.notif, i)
 			switch {
 			case err != nil:
@@ -261,8 +300,11 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 					act := routeAction(route, a, e, env.env)
 					act.CommonEnv = classic
 					d.plan.Actions = append(d.plan.Actions, act)
-					d.plan.Occurrences = append(d.plan.Occurrences, alertOccurrence(a, act.Key, route.Once))
+					d.plan.Claims = append(d.plan.Claims, routeClaim(route, a, e))
 				}
+			}
+			if len(res.Writes) > 0 && !res.Skipped && err == nil {
+				d.plan.Writes = append(d.plan.Writes, scriptWrites(route.Name, a, res.Writes))
 			}
 		}
 	}
@@ -274,7 +316,6 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 	return runner.Action{
 		Name:            name,
 		Fingerprint:     fingerprint,
-		Max:             p.Max,
 		Signal:          p.ResolvedSignal,
 		IgnoreResolved:  p.IgnoreResolved,
 		NotifyOnFailure: p.NotifyOnFailure,
@@ -290,11 +331,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 // route's defaults.
 func routeAction(route *rules.Route, a *Alert, e luaapi.Exec, env []string) runner.Action {
 	act := newAction(route.Name, &route.Process, a.Fingerprint)
-	act.Key = RouteKey(route.Name, e.Cmd, e.Args)
 	act.Cmd, act.Args, act.Env = route.Command(e.Cmd), e.Args, env
-	if e.Max != nil {
-		act.Max = *e.Max
-	}
 	if e.ResolvedSignal != nil {
 		act.Signal = syscall.Signal(*e.ResolvedSignal)
 	}
@@ -341,26 +378,68 @@ func bind(c *rules.Command, m *Message) string {
 	return m.Alerts[first].Fingerprint
 }
 
-// commandKey identifies a classic command for max across notifications and
-// reloads: the same command line is the same command.
-func commandKey(c *rules.Command) string {
-	return "cmd\x00" + c.Cmd + "\x00" + strings.Join(c.Args, "\x00")
+// routeClaim is the claim of one exec(): the action is the route and the
+// command, with its arguments unless a key is set (by the route's by, or
+// exec{key=}); a once action runs once per occurrence, any other once per
+// occurrence and status.
+func routeClaim(route *rules.Route, a *Alert, e luaapi.Exec) state.Claim {
+	key, keyed := keyOf(route.By, a), len(route.By) > 0
+	if e.Key != nil {
+		key, keyed = *e.Key, true
+	}
+	action := RouteAction(route.Name, e.Cmd, e.Args, keyed)
+	c := newClaim(action, key, &route.Process, a)
+	if e.Max != nil {
+		c.Max = *e.Max
+	}
+	if e.Cooldown != nil && key != "" {
+		c.Cooldown = *e.Cooldown
+	}
+	if c.Occurrence != "" {
+		c.ID = state.Join(action, c.Occurrence, a.Status)
+	}
+	if c.Once {
+		c.ID = onceID(action, c.Occurrence)
+	}
+	return c
 }
 
-// CommandKey is the Key of the actions of a classic command, by its name
+// scriptWrites are the writes of one invocation, applied once per route
+// and occurrence.
+func scriptWrites(route string, a *Alert, ws []luaapi.StateWrite) state.Writes {
+	out := state.Writes{ID: state.Join(route, a.Fingerprint, a.StartsAt.UTC().Format(time.RFC3339Nano), a.Status),
+		Namespace: route, Ops: make([]state.Write, len(ws))}
+	for i, w := range ws {
+		out.Ops[i] = state.Write{Op: w.Op, Key: w.Key, TTL: w.TTL,
+			Value: state.Value{Str: w.Value.Str, Num: w.Value.Num, IsNum: w.Value.IsNum}}
+	}
+	return out
+}
+
+// commandAction identifies a classic command across notifications and
+// reloads: the same command line is the same action.
+func commandAction(c *rules.Command) string {
+	return "cmd " + c.String()
+}
+
+// CommandAction is the action of a classic command, by its name
 // ("commands[0]"), or "" when the set has none of that name.
-func CommandKey(set *rules.Set, name string) string {
+func CommandAction(set *rules.Set, name string) string {
 	for _, c := range set.Commands {
 		if c.Name == name {
-			return commandKey(c)
+			return commandAction(c)
 		}
 	}
 	return ""
 }
 
-// RouteKey is the Key of the actions a route's script execs with a command
-// (as the script wrote it) and arguments: the same route, command and
-// arguments are the same action for max.
-func RouteKey(route, cmd string, args []string) string {
-	return "route\x00" + route + "\x00" + cmd + "\x00" + strings.Join(args, "\x00")
+// RouteAction is the action of what a route's script execs: the route and
+// the command (as the script wrote it), and the arguments unless the action
+// is keyed.
+func RouteAction(route, cmd string, args []string, keyed bool) string {
+	action := "route " + route + ": " + cmd
+	if !keyed && len(args) > 0 {
+		action += " " + strings.Join(args, " ")
+	}
+	return action
 }

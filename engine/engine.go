@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner"
 )
@@ -31,16 +32,19 @@ type Engine struct {
 	rules   atomic.Pointer[Rules]
 	maxBody atomic.Int64
 	bodies  bodyBudget // what the request bodies being read or handled hold
-	// maxAlerts caps the alerts of one notification, maxProcs the
+	// maxAlerts caps the alerts of one notification; capacity the
 	// processes running at once.
 	maxAlerts atomic.Int64
-	maxProcs  atomic.Int64
-	cert      atomic.Pointer[tls.Certificate]
-	auth      atomic.Pointer[rules.Auth]
-	ready     atomic.Bool
-	record    *Recorder // nil when not recording
-	// done remembers what succeeded, against Alertmanager's re-sends.
-	done memory
+	capacity  Capacity
+	// window is the dedupe window, as a time.Duration.
+	window atomic.Int64
+	cert   atomic.Pointer[tls.Certificate]
+	auth   atomic.Pointer[rules.Auth]
+	ready  atomic.Bool
+	record *Recorder // nil when not recording
+	// state is the delivery state: what ran for which occurrence, the
+	// limits, the scripts' values.
+	state state.Store
 
 	reload reloader
 }
@@ -60,21 +64,29 @@ type Options struct {
 	BaseLevel slog.Level
 	// Record, when set, gets every valid notification as it arrived.
 	Record *Recorder
+	// State is the delivery state; nil keeps it in memory. The engine
+	// does not close it.
+	State state.Store
 }
 
 // New returns an Engine for a loaded configuration and its compiled rules.
 func New(opts Options) *Engine {
 	m := newMetrics()
 	e := &Engine{
-		log: opts.Log,
-		m:   m,
-		// run is set below: its admission reads the engine's settings.
+		log:    opts.Log,
+		m:      m,
 		record: opts.Record,
-		done:   memory{max: defaultMemoryMax},
+		run:    runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
+		state:  opts.State,
 	}
-	e.run = runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner, Admit: func(a *runner.Action, live runner.Counts) string {
-		return Admit(a, live, int(e.maxProcs.Load()))
-	}})
+	if e.state == nil {
+		e.state = state.NewMemory(state.Options{Retention: opts.Config.State.Retention, Log: opts.Log,
+			Evicted: func(kind string) { m.evicted.WithLabelValues(kind).Inc() }})
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "am_executor_max_processes",
+		Help: "The max_processes limit in force (0: none); am_executor_processes_current is the count.",
+	}, func() float64 { return float64(e.capacity.max.Load()) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "am_executor_request_body_bytes_inflight",
 		Help: "Bytes held for request bodies being read or handled (bounded by max_inflight_body_bytes).",
@@ -154,25 +166,64 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 			e.log.Warn("recording the notification", "err", err)
 		}
 	}
-	failures, busy := e.Handle(r.Context(), msg)
-	if busy != nil {
+	d := e.handle(r.Context(), msg)
+	switch {
+	case d.busy != nil:
 		e.m.errors.WithLabelValues(stageBusy).Inc()
-		e.answer(w, msg.Status, http.StatusServiceUnavailable, strings.Join(append(failures, busy.Error()), "\n"))
-		return
+		e.answer(w, msg.Status, http.StatusServiceUnavailable, strings.Join(append(d.failures, d.busy.Error()), "\n"))
+	case len(d.failures) > 0:
+		e.answer(w, msg.Status, http.StatusInternalServerError, strings.Join(d.failures, "\n"))
+	default:
+		e.answer(w, msg.Status, http.StatusOK, "ok")
+		// Delivered only once Alertmanager can have it: a client gone
+		// before the answer is written retries.
+		e.delivered(d, http.NewResponseController(w).Flush() == nil && r.Context().Err() == nil)
 	}
-	if len(failures) > 0 {
-		e.answer(w, msg.Status, http.StatusInternalServerError, strings.Join(failures, "\n"))
-		return
-	}
-	e.answer(w, msg.Status, http.StatusOK, "ok")
 }
 
 // Handle decides and runs one notification under the current rules, and
 // returns one line per failure that must be reported to Alertmanager, and
-// an error when some actions could not start for lack of capacity, which a
-// retry may find.
+// an error when some actions could not start for lack of capacity or
+// because the state store refused, which a retry may find. The answer is
+// taken as delivered.
 func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, busy error) {
-	plan := Decide(ctx, e.rules.Load(), msg)
+	d := e.handle(ctx, msg)
+	e.delivered(d, len(d.failures) == 0 && d.busy == nil)
+	return d.failures, d.busy
+}
+
+// delivery is a notification handled, until its answer is written.
+type delivery struct {
+	failures []string
+	busy     error
+	// succeeded are the actions that succeeded, to settle as delivered
+	// once Alertmanager has the answer.
+	succeeded []state.Settlement
+}
+
+// delivered records whether the answer reached Alertmanager as a success:
+// then a copy within the dedupe window is a duplicate and a later one a
+// repeat; else a retry skips what succeeded, for state.retention.
+func (e *Engine) delivered(d delivery, ok bool) {
+	if !ok || len(d.succeeded) == 0 {
+		return
+	}
+	for i := range d.succeeded {
+		d.succeeded[i].Outcome = state.Delivered
+	}
+	if err := e.state.Settle(context.Background(), d.succeeded); err != nil {
+		e.stateError("settle", err)
+	}
+}
+
+func (e *Engine) stateError(op string, err error) {
+	e.m.stateErrors.WithLabelValues(op).Inc()
+	e.log.Error("state store", "op", op, "err", err)
+}
+
+func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
+	var d delivery
+	plan := Decide(ctx, e.rules.Load(), msg, StateReader(ctx, e.state))
 	// Skips are decisions, not events: counted on the notification's line,
 	// each one with its reason at debug level (a route that skips every
 	// alert of a large group would otherwise log a line per alert).
@@ -215,7 +266,7 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 		e.m.luaErrors.WithLabelValues(re.Route, re.Err.Kind).Inc()
 		e.log.Error("route failed", "route", re.Route, "fingerprint", re.Fingerprint, "err", re.Err.Msg)
 		if re.Retry {
-			failures = append(failures, re.Route+": "+re.Err.Msg)
+			d.failures = append(d.failures, re.Route+": "+re.Err.Msg)
 		}
 	}
 
@@ -223,36 +274,99 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 	// notification must not outlive it, while the actions planned now (a
 	// route's cleanup for that alert, say) must not be hit by the signal.
 	e.run.Resolve(plan.Resolved)
-	e.done.resolved(plan.Resolved)
-	actions, occurrences := e.claim(plan)
-	skipped.add(SkipDuplicate, len(plan.Actions)-len(actions))
+	adm, err := Admit(ctx, e.state, &plan, time.Duration(e.window.Load()), &e.capacity)
+	if err != nil {
+		e.stateError("admit", err)
+		d.busy = fmt.Errorf("state store: %v: nothing started; retry later", err)
+		return d
+	}
+	for _, r := range adm.Refused {
+		e.log.Warn("state change refused", "err", r)
+	}
+	var actions []runner.Action
+	var admitted, pending []int
 	refused := 0
+	for i := range plan.Actions {
+		act, claim, reason := &plan.Actions[i], &plan.Claims[i], adm.Reasons[i]
+		if adm.Stale[i] {
+			e.log.Warn("a claim was left pending by an earlier run of amx: counted as started", "name", act.Name,
+				"cmd", act.Cmd, "fingerprint", act.Fingerprint, "skipped", reason)
+		}
+		switch reason {
+		case "":
+			lease := adm.Leases[i]
+			act.Ended = func() {
+				e.state.Release(lease)
+				e.capacity.give(1)
+			}
+			actions = append(actions, *act)
+			admitted = append(admitted, i)
+			continue
+		case state.Pending:
+			pending = append(pending, i)
+			continue
+		case SkipCapacity:
+			refused++
+		case state.Rate:
+			e.log.Warn("skipped: rate limit reached", "name", act.Name, "cmd", act.Cmd, "key", claim.Key,
+				"rate", fmt.Sprintf("%d/%s", claim.Rate.N, claim.Rate.Per))
+		case state.Duplicate, state.Once:
+			e.log.Debug("skipped: already ran for this occurrence", "name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint, "reason", reason)
+		default:
+			e.log.Info("skipped", "reason", reason, "name", act.Name, "cmd", act.Cmd, "key", claim.Key, "fingerprint", act.Fingerprint)
+		}
+		e.m.skipped.WithLabelValues(reason).Inc()
+		skipped.add(reason, 1)
+	}
 	results := e.run.Run(actions)
-	for _, res := range results {
-		skipped.add(res.Skipped, 1)
+	settle := make([]state.Settlement, 0, len(results))
+	for j, res := range results {
+		claim := &plan.Claims[admitted[j]]
+		outcome := state.Succeeded
+		if res.Err != nil {
+			outcome = state.Failed
+			// A start refused because amx is stopping is amx's failure,
+			// not the command's: a retry reaches the restarted amx.
+			if res.Action.NotifyOnFailure || errors.Is(res.Err, runner.ErrShuttingDown) {
+				d.failures = append(d.failures, res.Action.Name+": "+res.Err.Error())
+			}
+		}
+		s := state.Settlement{ID: claim.ID, Once: claim.Once, Outcome: outcome, Window: time.Duration(e.window.Load())}
+		settle = append(settle, s)
+		if outcome == state.Succeeded {
+			d.succeeded = append(d.succeeded, s)
+		}
+	}
+	if err := e.state.Settle(ctx, settle); err != nil {
+		e.stateError("settle", err)
+	}
+	// A copy of a delivery still being answered answers as it does.
+	for _, i := range pending {
+		act := &plan.Actions[i]
+		outcome, err := e.state.Await(ctx, plan.Claims[i].ID)
+		switch {
+		case err != nil:
+			d.failures = append(d.failures, act.Name+": a copy of this notification is still running it: "+err.Error())
+		case outcome == state.Failed:
+			if act.NotifyOnFailure {
+				d.failures = append(d.failures, act.Name+": failed in the delivery this notification is a copy of")
+			}
+		default:
+			e.m.skipped.WithLabelValues(state.Duplicate).Inc()
+			skipped.add(state.Duplicate, 1)
+		}
 	}
 	// One line per notification, once its actions have started (or ended,
 	// as they wait): skipped counts every action or alert left out, with a
 	// field per reason.
 	e.log.InfoContext(ctx, "notification", append([]any{"receiver", msg.Receiver, "status", msg.Status, "alerts", len(msg.Alerts),
 		"group_key", msg.GroupKey, "actions", len(plan.Actions), "resolved", len(plan.Resolved)}, skipped.attrs()...)...)
-	for i, res := range results {
-		e.done.settle(occurrences[i], res.Err == nil && res.Skipped == "", time.Now())
-		// A start refused because amx is stopping is amx's failure, not
-		// the command's: a retry reaches the restarted amx.
-		if res.Err != nil && (res.Action.NotifyOnFailure || errors.Is(res.Err, runner.ErrShuttingDown)) {
-			failures = append(failures, res.Action.Name+": "+res.Err.Error())
-		}
-		if res.Skipped == runner.SkipCapacity {
-			refused++
-		}
-	}
 	if refused > 0 {
 		e.log.Warn("actions not started: amx runs max_processes already", "group_key", msg.GroupKey, "refused", refused)
 		// What ran is remembered, so a retry runs only what was refused.
-		return failures, fmt.Errorf("%d actions not started: amx runs max_processes already; retry later", refused)
+		d.busy = fmt.Errorf("%d actions not started: amx runs max_processes already; retry later", refused)
 	}
-	return failures, nil
+	return d
 }
 
 // skipCounts counts skips by reason, for the notification's log line.
@@ -285,26 +399,6 @@ func (c *skipCounts) attrs() []any {
 		attrs = append(attrs, "skipped_"+r, c.counts[i])
 	}
 	return attrs
-}
-
-// claim returns the plan's actions that may run, with their occurrences:
-// what already succeeded for the same occurrence, or is running for it,
-// is skipped, so that a retry after a partial failure runs only what
-// failed.
-func (e *Engine) claim(plan Plan) ([]runner.Action, []Occurrence) {
-	now := time.Now()
-	var actions []runner.Action
-	var occurrences []Occurrence
-	for i, act := range plan.Actions {
-		if !e.done.claim(plan.Occurrences[i], now) {
-			e.m.skipped.WithLabelValues(SkipDuplicate).Inc()
-			e.log.Info("skipped: already ran for this occurrence", "name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint)
-			continue
-		}
-		actions = append(actions, act)
-		occurrences = append(occurrences, plan.Occurrences[i])
-	}
-	return actions, occurrences
 }
 
 func (e *Engine) reject(w http.ResponseWriter, code int, stage string, err error) {

@@ -205,7 +205,7 @@ func TestDecide(t *testing.T) {
 	} {
 		t.Run(tc.payload, func(t *testing.T) {
 			m := readPayload(t, tc.payload)
-			p := Decide(context.Background(), set, m)
+			p := Decide(context.Background(), set, m, nil)
 			var got []action
 			for _, a := range p.Actions {
 				got = append(got, action{a.Name, a.Fingerprint})
@@ -225,9 +225,10 @@ func TestDecide(t *testing.T) {
 		})
 	}
 	// Settings travel into the action.
-	a := Decide(context.Background(), set, readPayload(t, "firing-highlatency.json")).Actions
-	if a[0].NotifyOnFailure || !a[1].IgnoreResolved || a[1].Max != 3 || a[2].Signal != syscall.SIGUSR1 ||
-		a[2].Cmd != "/bin/sleep" || !slices.Equal(a[2].Args, []string{"10"}) || a[1].Key == a[2].Key {
+	p := Decide(context.Background(), set, readPayload(t, "firing-highlatency.json"), nil)
+	a, c := p.Actions, p.Claims
+	if a[0].NotifyOnFailure || !a[1].IgnoreResolved || c[1].Max != 3 || a[2].Signal != syscall.SIGUSR1 ||
+		a[2].Cmd != "/bin/sleep" || !slices.Equal(a[2].Args, []string{"10"}) || c[1].Action == c[2].Action {
 		t.Errorf("actions lost their settings: %+v", a)
 	}
 }
@@ -241,7 +242,7 @@ func TestDecideBindsFirstMatchingAlert(t *testing.T) {
 	m := readPayload(t, "firing-diskfull-two-alerts.json")
 	m.CommonLabels["severity"] = "warning" // as if grouped by severity
 	set.Commands[0].MatchLabels["severity"] = "warning"
-	p := Decide(context.Background(), compile(t, set), m)
+	p := Decide(context.Background(), compile(t, set), m, nil)
 	if len(p.Actions) != 2 || p.Actions[0].Fingerprint != "8bc64ed21b99e322" || p.Actions[1].Fingerprint != "0aa7859a3dd8b47b" {
 		t.Errorf("actions = %+v", p.Actions)
 	}

@@ -15,10 +15,10 @@ import (
 // render writes an action as "name: cmd args [fingerprint] options", with
 // the command's base name, so expectations read like the rules.
 func render(p Plan) (actions, skips []string) {
-	for _, a := range p.Actions {
+	for i, a := range p.Actions {
 		s := fmt.Sprintf("%s: %s [%s]", a.Name, strings.Join(append([]string{filepath.Base(a.Cmd)}, a.Args...), " "), a.Fingerprint)
-		if a.Max > 0 {
-			s += fmt.Sprintf(" max=%d", a.Max)
+		if c := p.Claims[i]; c.Max > 0 {
+			s += fmt.Sprintf(" max=%d", c.Max)
 		}
 		if a.Timeout > 0 {
 			s += " timeout=" + a.Timeout.String()
@@ -99,7 +99,7 @@ func TestExampleRules(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(m)
 			}
-			p := Decide(context.Background(), r, m)
+			p := Decide(context.Background(), r, m, nil)
 			if len(p.Errors) > 0 {
 				t.Fatalf("route errors: %+v", p.Errors[0].Err)
 			}
@@ -118,7 +118,7 @@ func TestExampleRules(t *testing.T) {
 // exec carries into its Action.
 func TestRouteEnvAndOptions(t *testing.T) {
 	r := loadRules(t, "../examples/rules.yml")
-	p := Decide(context.Background(), r, readPayload(t, "firing-diskfull-two-alerts.json"))
+	p := Decide(context.Background(), r, readPayload(t, "firing-diskfull-two-alerts.json"), nil)
 	a := p.Actions[0]
 	classic := Env(readPayload(t, "firing-diskfull-two-alerts.json"))
 	if !slices.Equal(a.Environ()[:len(classic)], classic) {
@@ -136,8 +136,8 @@ func TestRouteEnvAndOptions(t *testing.T) {
 			t.Errorf("env lacks %q", kv)
 		}
 	}
-	if a.Cmd != filepath.Join("..", "examples", "bin", "cleanup-disk") || a.Timeout != 10*time.Minute || a.Max != 1 ||
-		!a.NotifyOnFailure || a.Key == p.Actions[1].Key && a.Fingerprint == p.Actions[1].Fingerprint {
+	if c := p.Claims; a.Cmd != filepath.Join("..", "examples", "bin", "cleanup-disk") || a.Timeout != 10*time.Minute || c[0].Max != 1 ||
+		!a.NotifyOnFailure || c[0].Action == c[1].Action && c[0].Key == c[1].Key {
 		t.Errorf("action: %+v", a)
 	}
 }
@@ -162,7 +162,7 @@ func TestRouteActionsShareEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Decide(context.Background(), compile(t, set), m)
+	p := Decide(context.Background(), compile(t, set), m, nil)
 	if len(p.Actions) != 3000 || p.EnvCut == 0 {
 		t.Fatalf("%d actions, %d alerts cut from the environment", len(p.Actions), p.EnvCut)
 	}

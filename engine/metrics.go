@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/runner"
 )
 
@@ -29,6 +30,10 @@ type metrics struct {
 	// routeSkipped counts skip() per route; luaErrors failed scripts.
 	routeSkipped *prometheus.CounterVec
 	luaErrors    *prometheus.CounterVec
+	// stateErrors counts failed operations of the state store, evicted
+	// the entries it dropped before they expired.
+	stateErrors *prometheus.CounterVec
+	evicted     *prometheus.CounterVec
 	// The state of the configuration, named as Prometheus and Alertmanager
 	// name theirs.
 	reloadOK   prometheus.Gauge
@@ -63,6 +68,14 @@ func newMetrics() *metrics {
 		Namespace: ns, Subsystem: "lua_errors", Name: "total",
 		Help: "Lua route invocations that failed, by route and kind (error, timeout, memory, canceled).",
 	}, []string{"route", "kind"})
+	m.stateErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "state_errors", Name: "total",
+		Help: "Operations of the state store that failed, by operation (admit, settle).",
+	}, []string{"op"})
+	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: "state_evicted", Name: "total",
+		Help: "State entries dropped before they expired because the store was full, by kind.",
+	}, []string{"kind"})
 	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: "config", Name: "last_reload_successful",
 		Help: "Whether the last configuration reload attempt was successful.",
@@ -88,10 +101,9 @@ func newMetrics() *metrics {
 		ProcessesCurrent: current,
 		ProcessDuration:  duration,
 		Signalled:        m.signalled,
-		Skipped:          m.skipped,
 		Errors:           m.errors,
 	}
-	m.reg.MustRegister(m.errors, m.skipped, m.signalled, m.notifs, m.routeSkipped, m.luaErrors,
+	m.reg.MustRegister(m.errors, m.skipped, m.signalled, m.notifs, m.routeSkipped, m.luaErrors, m.stateErrors, m.evicted,
 		m.reloadOK, m.reloadTime, m.configHash, current, duration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Export the label values operators alert on from the start, not only
@@ -99,7 +111,11 @@ func newMetrics() *metrics {
 	for _, s := range []string{stageRead, stageUnmarshal, stageStart, stageCommand, stageBusy} {
 		m.errors.WithLabelValues(s)
 	}
-	for _, r := range []string{SkipNoMatch, SkipLua, runner.SkipFingerOver, runner.SkipCapacity} {
+	for _, op := range []string{"admit", "settle"} {
+		m.stateErrors.WithLabelValues(op)
+	}
+	for _, r := range []string{SkipNoMatch, SkipLua, SkipFingerOver, SkipCapacity, state.Duplicate, state.Once,
+		state.Resolved, state.Cooldown, state.Rate} {
 		m.skipped.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "fail"} {

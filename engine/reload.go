@@ -74,12 +74,13 @@ func (e *Engine) apply(cfg *rules.Config, r *Rules) {
 	rl.cfg = cfg
 	e.rules.Store(r)
 	e.maxBody.Store(cfg.MaxBodyBytes)
-	e.maxProcs.Store(int64(cfg.MaxProcesses))
+	e.capacity.SetMax(cfg.MaxProcesses)
+	e.window.Store(int64(cfg.DedupeWindow))
+	e.state.SetRetention(cfg.State.Retention)
 	e.maxAlerts.Store(int64(cmp.Or(cfg.MaxAlerts, rules.DefaultMaxAlerts)))
 	// One body of the largest size always fits.
 	e.bodies.limit.Store(max(cfg.MaxInflightBytes, cfg.MaxBodyBytes))
 	e.auth.Store(cfg.Auth)
-	e.done.setWindow(cfg.DedupeWindow)
 	if cfg.Certificate != nil && rl.tls {
 		e.cert.Store(cfg.Certificate)
 	}

@@ -88,7 +88,7 @@ func ruleVersion(t *testing.T, e *Engine) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Decide(t.Context(), e.rules.Load(), m)
+	p := Decide(t.Context(), e.rules.Load(), m, nil)
 	if len(p.Skips) != 1 || p.Skips[0].Reason != SkipLua {
 		t.Fatalf("plan: %+v", p)
 	}

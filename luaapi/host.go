@@ -245,6 +245,22 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 		}
 		in := string(str)
 		e.Stdin = &in
+	case "key":
+		// A number is a key too: exec{..., key = alert.labels.port}.
+		if t := v.Type(); t != lua.LTString && t != lua.LTNumber {
+			bad("a string")
+		}
+		k := v.String()
+		if k == "" || len(k) > 256 {
+			bad("a string of 1 to 256 bytes")
+		}
+		e.Key = &k
+	case "cooldown":
+		d, ok := duration(v)
+		if !ok || d < 0 {
+			bad(`a duration ("30m") or seconds`)
+		}
+		e.Cooldown = &d
 	default:
 		msg := "unknown option " + key
 		if s := rules.Suggest(key, execOptions); s != "" {
@@ -269,7 +285,7 @@ func duration(v lua.LValue) (time.Duration, bool) {
 }
 
 // execOptions are the names option knows.
-var execOptions = []string{"ignore_resolved", "max", "notify_on_failure", "resolved_signal", "stdin", "timeout", "wait"}
+var execOptions = []string{"cooldown", "ignore_resolved", "key", "max", "notify_on_failure", "resolved_signal", "stdin", "timeout", "wait"}
 
 // validEnvName reports whether name is a portable environment variable
 // name: a letter or underscore, then letters, digits and underscores.

@@ -17,7 +17,7 @@ import (
 var knownGlobals = []string{
 	"assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawset", "select",
 	"setmetatable", "getmetatable", "tonumber", "tostring", "type", "unpack", "xpcall",
-	"exec", "env", "skip", "log",
+	"exec", "env", "skip", "log", "state",
 }
 
 // Lint looks for mistakes in a script that compiles but would fail when it

@@ -15,7 +15,7 @@ func TestLint(t *testing.T) {
 	}{
 		{`exce("x")`, []string{"r.lua:1: call of exce, which nothing defines; did you mean exec?"}},
 		{`exec{"a", maxx = 1}`, []string{"r.lua:1: exec{} has no option maxx; did you mean max?"}},
-		{`exec{"a", bogus = 1}`, []string{"r.lua:1: exec{} has no option bogus; the options are ignore_resolved, max, notify_on_failure, resolved_signal, stdin, timeout, wait"}},
+		{`exec{"a", bogus = 1}`, []string{"r.lua:1: exec{} has no option bogus; the options are cooldown, ignore_resolved, key, max, notify_on_failure, resolved_signal, stdin, timeout, wait"}},
 		{"exec{\"a\",\n  resolved_signal = \"SIGFOO\"}", []string{`r.lua:2: exec{} option resolved_signal: unknown signal "SIGFOO"`}},
 		{`exec{"a", timeout = "10 minutes", wait = "soon"}`, []string{
 			`r.lua:1: exec{} option timeout: "10 minutes" is not a duration like "10m"`,

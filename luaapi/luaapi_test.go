@@ -322,7 +322,7 @@ func TestScriptErrors(t *testing.T) {
 		{"exec{'a', max = -1}", "rule.lua:1: bad argument #1 to exec (option max: want a non-negative integer, got number)"},
 		{"exec{'a', resolved_signal = 'SIGNOPE'}", `rule.lua:1: bad argument #1 to exec (option resolved_signal: unknown signal "SIGNOPE")`},
 		{"exec{'a', resolved_signal = {}}", "rule.lua:1: bad argument #1 to exec (option resolved_signal: want a signal name or number, got table)"},
-		{"exec{'a', bogus = 1}", "rule.lua:1: bad argument #1 to exec (unknown option bogus; the options are ignore_resolved, max, notify_on_failure, resolved_signal, stdin, timeout, wait)"},
+		{"exec{'a', bogus = 1}", "rule.lua:1: bad argument #1 to exec (unknown option bogus; the options are cooldown, ignore_resolved, key, max, notify_on_failure, resolved_signal, stdin, timeout, wait)"},
 		{"exec{'a', maxx = 1}", "rule.lua:1: bad argument #1 to exec (unknown option maxx; did you mean max?)"},
 		{"exec{'a', Timeout = 1}", "rule.lua:1: bad argument #1 to exec (unknown option Timeout; did you mean timeout?)"},
 		{"exec{'a', wait = 'no'}", `rule.lua:1: bad argument #1 to exec (option wait: want true, false, or a duration ("8s") or seconds, got string)`},

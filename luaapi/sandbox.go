@@ -157,6 +157,7 @@ func newState() *state {
 	s.execFn, s.skipFn = L.NewFunction(s.exec), L.NewFunction(s.skip)
 	g.RawSetString("exec", s.execFn)
 	g.RawSetString("skip", s.skipFn)
+	g.RawSetString("state", s.stateLib())
 
 	s.envMeta = s.protectedMeta()
 	s.envMeta.RawSetString("__index", g)

@@ -112,6 +112,8 @@ type Notification struct {
 	ExternalURL       string
 	TruncatedAlerts   int
 	Alerts            []Alert
+	// State is what state.get reads; nil reads nothing.
+	State StateReader
 }
 
 // Exec is one exec() call: a command and the options the script gave. Unset
@@ -128,6 +130,10 @@ type Exec struct {
 	// Wait is wait = true or false, WaitAtMost wait = "8s".
 	Wait       *bool
 	WaitAtMost *time.Duration
+	// Key is what max and cooldown count per, in place of the route's by
+	// labels or the alert's fingerprint.
+	Key      *string
+	Cooldown *time.Duration
 }
 
 // Result is what one invocation asked for. When Skipped, nothing it exec'd
@@ -137,6 +143,8 @@ type Result struct {
 	Env        []string // NAME=value from env(), in call order
 	Skipped    bool
 	SkipReason string
+	// Writes are the state changes asked for, in call order.
+	Writes []StateWrite
 }
 
 // reset empties r for the next invocation. Run returns a copy of r, so the
@@ -147,6 +155,9 @@ func (r *Result) reset() {
 	}
 	if r.Env != nil {
 		r.Env = nil
+	}
+	if r.Writes != nil {
+		r.Writes = nil
 	}
 	r.Skipped = false
 	if r.SkipReason != "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,9 +21,14 @@ const (
 	DefaultListenAddress = ":8080"
 	DefaultMaxBodyBytes  = 32 << 20
 	DefaultShutdownGrace = 10 * time.Second
-	DefaultDedupeWindow  = time.Hour
-	DefaultSignal        = syscall.SIGKILL
-	DefaultLuaTimeout    = 100 * time.Millisecond
+	// DefaultDedupeWindow covers the copies Alertmanager replicas send of
+	// one notification, seconds to a minute apart, and no more: a repeat
+	// at repeat_interval runs again, as with the old executor.
+	DefaultDedupeWindow = 2 * time.Minute
+	DefaultRetention    = 24 * time.Hour
+	DefaultLockTimeout  = 5 * time.Second
+	DefaultSignal       = syscall.SIGKILL
+	DefaultLuaTimeout   = 100 * time.Millisecond
 	// The bounds on what clients can make amx hold: well above what
 	// Alertmanager sends (its largest real groups are thousands of
 	// alerts), well below what exhausts a host.
@@ -54,9 +60,11 @@ type Config struct {
 	// ShutdownGrace is how long running commands may go on after SIGTERM
 	// before their process groups are killed.
 	ShutdownGrace time.Duration
-	// DedupeWindow is how long an action that succeeded is not run again
-	// for the same notification or alert occurrence; zero never skips.
+	// DedupeWindow is how long after a delivered success a copy of the
+	// notification is a duplicate; zero runs every copy.
 	DedupeWindow time.Duration
+	// State is where the delivery state is kept.
+	State State
 	// Certificate is the TLS certificate and key read from TLSCert and
 	// TLSKey; nil without TLS.
 	Certificate *tls.Certificate
@@ -93,6 +101,24 @@ type Set struct {
 	LuaMemoryLimit uint64
 }
 
+// State configures the delivery state: without Path it is kept in memory.
+type State struct {
+	// Path is the bbolt file; empty keeps the state in memory.
+	Path string
+	// Retention is how long outcomes not delivered, tombstones and once
+	// marks are kept.
+	Retention time.Duration
+	// LockTimeout is how long start waits for a file another process
+	// holds.
+	LockTimeout time.Duration
+}
+
+// Rate is at most N starts Per window; zero N is no limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
 // Process is what classic commands and Lua routes share: which alerts they
 // take and how the processes they start are run.
 type Process struct {
@@ -121,6 +147,14 @@ type Process struct {
 	NoWait     bool
 	WaitAtMost time.Duration
 	waitSet    bool // wait given here, not taken from the configuration's default
+	// By are the labels whose values are an action's key, for max and
+	// cooldown; without, the key is the alert's fingerprint.
+	By []string
+	// Cooldown: after an action starts for a key, it does not start again
+	// for that key until this has passed.
+	Cooldown time.Duration
+	// Rate caps the starts of an action, whatever the key.
+	Rate Rate
 }
 
 // DefaultKillAfter is how long a process may outlive its resolved signal.
@@ -243,6 +277,7 @@ func load(src Source, read *sources) (*Config, error) {
 		MaxProcesses:     DefaultMaxProcesses,
 		ShutdownGrace:    DefaultShutdownGrace,
 		DedupeWindow:     DefaultDedupeWindow,
+		State:            State{Retention: DefaultRetention, LockTimeout: DefaultLockTimeout},
 		Set:              &Set{LuaTimeout: DefaultLuaTimeout},
 	}
 	if src.File != "" {
@@ -294,6 +329,18 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 		"tls_crt":        func(n *yaml.Node, p string) { d.str(n, p, &cfg.TLSCert); tlsNode, certNode = n, n },
 		"shutdown_grace": func(n *yaml.Node, p string) { d.duration(n, p, &cfg.ShutdownGrace) },
 		"dedupe_window":  func(n *yaml.Node, p string) { d.duration(n, p, &cfg.DedupeWindow) },
+		"state": func(n *yaml.Node, p string) {
+			d.mapping(n, p, map[string]field{
+				"path": func(n *yaml.Node, p string) {
+					d.str(n, p, &cfg.State.Path)
+					if cfg.State.Path != "" && !filepath.IsAbs(cfg.State.Path) {
+						cfg.State.Path = filepath.Join(filepath.Dir(file), cfg.State.Path)
+					}
+				},
+				"retention":    func(n *yaml.Node, p string) { d.positiveDuration(n, p, &cfg.State.Retention) },
+				"lock_timeout": func(n *yaml.Node, p string) { d.positiveDuration(n, p, &cfg.State.LockTimeout) },
+			})
+		},
 		"max_body_bytes": func(n *yaml.Node, p string) {
 			d.integer(n, p, &maxBody)
 			if maxBody < 0 || (maxBody == 0 && !isNull(n)) {
@@ -420,6 +467,17 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 	fields["timeout"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Timeout) }
 	fields["kill_after"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.KillAfter) }
 	fields["once"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.Once) }
+	fields["by"] = func(n *yaml.Node, path string) { d.strings(n, path, &p.By) }
+	fields["cooldown"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Cooldown) }
+	fields["rate"] = func(n *yaml.Node, path string) {
+		n = resolve(n)
+		r, err := ParseRate(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil {
+			d.errorf(n, path, "want starts per window like 5/10m, got %s", describe(n))
+			return
+		}
+		p.Rate = r
+	}
 	fields["wait"] = func(n *yaml.Node, path string) {
 		w := d.wait(n, path)
 		p.NoWait, p.WaitAtMost, p.waitSet = w.no, w.atMost, true
@@ -524,4 +582,19 @@ func (d *decoder) signal(n *yaml.Node, path string, out *syscall.Signal) {
 		return
 	}
 	*out = sig
+}
+
+// ParseRate reads starts per window: "5/10m" is at most 5 starts in any 10
+// minutes.
+func ParseRate(s string) (Rate, error) {
+	n, per, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err != nil || count <= 0 {
+		return Rate{}, fmt.Errorf("want starts per window like 5/10m, got %q", s)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(per))
+	if err != nil || d <= 0 {
+		return Rate{}, fmt.Errorf("want starts per window like 5/10m, got %q", s)
+	}
+	return Rate{N: count, Per: d}, nil
 }

@@ -205,6 +205,24 @@ func (d *decoder) duration(n *yaml.Node, path string, out *time.Duration) {
 	*out = v
 }
 
+// positiveDuration is a duration that must not be zero.
+func (d *decoder) positiveDuration(n *yaml.Node, path string, out *time.Duration) {
+	var v time.Duration
+	d.duration(n, path, &v)
+	if r := resolve(n); v == 0 && r.Kind == yaml.ScalarNode && !isNull(r) && isZeroDuration(r.Value) {
+		d.errorf(n, path, "must be positive")
+		return
+	}
+	if v > 0 {
+		*out = v
+	}
+}
+
+func isZeroDuration(s string) bool {
+	v, err := time.ParseDuration(s)
+	return err == nil && v == 0
+}
+
 func (d *decoder) strings(n *yaml.Node, path string, out *[]string) {
 	n = resolve(n)
 	if isNull(n) {

@@ -28,7 +28,19 @@ type Test struct {
 	Inline  *Notification
 	// Running are processes already live when the notification arrives.
 	Running []Running
-	Expect  Expect
+	// State seeds the scratch state the test's notification meets.
+	State  TestState
+	Expect Expect
+}
+
+// TestState is the state a test starts from: routes' script values, and
+// actions still in their cooldown.
+type TestState struct {
+	// Values are script values by route and key: numbers or strings.
+	Values map[string]map[string]any
+	// Cooldown are actions that started recently for a key, within their
+	// cooldown.
+	Cooldown []Running
 }
 
 // Notification is a notification written in a test file.
@@ -62,10 +74,12 @@ type TestAlert struct {
 type Running struct {
 	Route       string
 	Fingerprint string
-	Cmd         string
-	Args        []string
-	HasArgs     bool
-	Line        int
+	// Key is what max counts per, when the rule sets by or exec{key=}.
+	Key     string
+	Cmd     string
+	Args    []string
+	HasArgs bool
+	Line    int
 }
 
 // Expect is what a test expects of the Plan.
@@ -160,6 +174,24 @@ func relativeTo(dir, path string) string {
 	return filepath.Join(dir, path)
 }
 
+// running decodes a list of processes (or starts) of routes and commands.
+func (d *decoder) running(n *yaml.Node, path string) []Running {
+	var out []Running
+	d.sequence(n, path, func(n *yaml.Node, p string) {
+		r := Running{Line: resolve(n).Line}
+		d.mapping(n, p, map[string]field{
+			"route":       func(n *yaml.Node, p string) { d.str(n, p, &r.Route) },
+			"fingerprint": func(n *yaml.Node, p string) { d.str(n, p, &r.Fingerprint) },
+			"key":         func(n *yaml.Node, p string) { d.str(n, p, &r.Key) },
+			"cmd":         func(n *yaml.Node, p string) { d.str(n, p, &r.Cmd) },
+			"args":        func(n *yaml.Node, p string) { d.strings(n, p, &r.Args); r.HasArgs = true },
+		})
+		d.required(n, p, "route", r.Route)
+		out = append(out, r)
+	})
+	return out
+}
+
 func (d *decoder) test(n *yaml.Node, path, dir string) *Test {
 	t := &Test{Expect: Expect{ExecExact: true}}
 	if rn := resolve(n); rn != nil {
@@ -174,17 +206,18 @@ func (d *decoder) test(n *yaml.Node, path, dir string) *Test {
 	d.mapping(n, path, map[string]field{
 		"name":    func(n *yaml.Node, p string) { d.str(n, p, &t.Name) },
 		"payload": func(n *yaml.Node, p string) { d.str(n, p, &t.Payload); payloadNode = n },
-		"running": func(n *yaml.Node, p string) {
-			d.sequence(n, p, func(n *yaml.Node, p string) {
-				r := Running{Line: resolve(n).Line}
-				d.mapping(n, p, map[string]field{
-					"route":       func(n *yaml.Node, p string) { d.str(n, p, &r.Route) },
-					"fingerprint": func(n *yaml.Node, p string) { d.str(n, p, &r.Fingerprint) },
-					"cmd":         func(n *yaml.Node, p string) { d.str(n, p, &r.Cmd) },
-					"args":        func(n *yaml.Node, p string) { d.strings(n, p, &r.Args); r.HasArgs = true },
-				})
-				d.required(n, p, "route", r.Route)
-				t.Running = append(t.Running, r)
+		"running": func(n *yaml.Node, p string) { t.Running = d.running(n, p) },
+		"state": func(n *yaml.Node, p string) {
+			d.mapping(n, p, map[string]field{
+				"values": func(n *yaml.Node, p string) {
+					var v map[string]map[string]any
+					if err := resolve(n).Decode(&v); err != nil {
+						d.errorf(n, p, "want route: {key: value}, got %s", describe(n))
+						return
+					}
+					t.State.Values = v
+				},
+				"cooldown": func(n *yaml.Node, p string) { t.State.Cooldown = d.running(n, p) },
 			})
 		},
 		"expect":             func(n *yaml.Node, p string) { d.expect(n, p, &t.Expect) },

@@ -134,22 +134,12 @@ func writePayload(payload []byte) (string, error) {
 }
 
 // start launches an action. It returns the process, or nil and the final
-// Result when the action is skipped or cannot start.
+// Result when the action cannot start.
 func (r *Runner) start(a *Action) (*proc, Result) {
 	p := &proc{action: a, done: make(chan struct{})}
 	log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
-	skip, err := r.track(p)
-	switch {
-	case skip == SkipCapacity:
-		r.m.Skipped.WithLabelValues(skip).Inc()
-		// Debug: the notification's answer says how many, in one line.
-		log.Debug("not started: amx runs max_processes already", "reason", skip)
-		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
-	case skip != "":
-		r.m.Skipped.WithLabelValues(skip).Inc()
-		log.Info("skipped: too many processes for this fingerprint", "reason", skip, "max", a.Max)
-		return nil, Result{Action: a, Skipped: skip, ExitCode: -1}
-	case err != nil:
+	if err := r.track(p); err != nil {
+		ended(a)
 		r.m.Errors.WithLabelValues("start").Inc()
 		log.Error("not started", "err", err)
 		return nil, Result{Action: a, Err: err, ExitCode: -1}

@@ -1,7 +1,9 @@
 // Package runner is amx's one process runner, shared by classic commands and
-// Lua routes: it starts Actions in their own process groups, enforces max per
-// fingerprint, signals the groups of resolved alerts, applies timeouts and
-// logs output and exit status. It knows nothing about configs or payloads.
+// Lua routes: it starts Actions in their own process groups, signals the
+// groups of resolved alerts, applies timeouts, logs output and exit status,
+// and reports when each action is done with (Action.Ended), so that
+// admission, which decides what may start, can count live processes. It
+// knows nothing about configs, payloads or the delivery state.
 package runner
 
 import (
@@ -21,9 +23,6 @@ type Action struct {
 	// Name is the rule that asked for the action ("commands[0]", a route
 	// name); it appears in logs.
 	Name string
-	// Key identifies "the same command" for Max: live processes with the
-	// same Key and Fingerprint count together.
-	Key  string
 	Cmd  string
 	Args []string
 	// CommonEnv and then Env are added to amx's own environment. CommonEnv
@@ -34,8 +33,6 @@ type Action struct {
 	// Fingerprint binds the process to an alert: when that alert resolves,
 	// the process group gets Signal. Empty binds to nothing.
 	Fingerprint string
-	// Max caps live processes per (Key, Fingerprint); zero is no limit.
-	Max int
 	// Signal is sent on resolve; zero means SIGKILL.
 	Signal          syscall.Signal
 	IgnoreResolved  bool
@@ -62,6 +59,16 @@ type Action struct {
 	// not ended by then is reported as started, as with NoWait.
 	NoWait     bool
 	WaitAtMost time.Duration
+	// Ended, when set, is called once the runner is done with the action:
+	// its process has ended, or it did not start. Admission counts live
+	// processes with it.
+	Ended func()
+}
+
+func ended(a *Action) {
+	if a.Ended != nil {
+		a.Ended()
+	}
 }
 
 // Environ is the variables the action adds to amx's own environment.
@@ -69,19 +76,10 @@ func (a *Action) Environ() []string {
 	return append(a.CommonEnv[:len(a.CommonEnv):len(a.CommonEnv)], a.Env...)
 }
 
-// Skip reasons, as the old executor labelled am_executor_skipped_total.
-const (
-	SkipFingerOver = "fingerover"
-	// SkipCapacity: amx runs max_processes already; a retry may find room.
-	SkipCapacity = "capacity"
-)
-
 // Result is what became of one Action.
 type Result struct {
 	Action *Action
 	Pid    int
-	// Skipped is the reason the action did not run; empty when it ran.
-	Skipped string
 	// Err is why the process could not start or did not succeed. A process
 	// ended by its resolved signal did not fail: Err is nil and Resolved set.
 	Err      error
@@ -102,7 +100,6 @@ type Metrics struct {
 	ProcessesCurrent prometheus.Gauge
 	ProcessDuration  prometheus.Observer
 	Signalled        *prometheus.CounterVec // label: result (ok, fail)
-	Skipped          *prometheus.CounterVec // label: reason
 	Errors           *prometheus.CounterVec // label: stage (start, command)
 }
 
@@ -114,21 +111,6 @@ type Options struct {
 	// SIGKILL, and how long amx waits for output held open by descendants
 	// after a command exits. Default 5 s.
 	Grace time.Duration
-	// Admit decides whether an action may start, given the processes live
-	// now: "" to start it, or the reason to skip it. The runner calls it
-	// under its lock, with the slot taken before the lock is let go, so
-	// that concurrent notifications cannot overshoot. Nil admits every
-	// action.
-	Admit func(a *Action, live Counts) string
-}
-
-// Counts is what admission counts: the live processes (started, or about
-// to start) of an action for a key, and of all actions.
-type Counts interface {
-	// Live is the number of live processes with the Key and Fingerprint.
-	Live(key, fingerprint string) int
-	// Total is the number of live processes.
-	Total() int
 }
 
 // ErrShuttingDown is the start error of actions run after Shutdown began.
@@ -140,20 +122,12 @@ type Runner struct {
 	m     Metrics
 	grace time.Duration
 
-	mu      sync.Mutex
-	closed  bool
-	admit   func(a *Action, live Counts) string
-	running int // processes tracked, started or about to start
+	mu     sync.Mutex
+	closed bool
 	// live holds every started process by the fingerprint it is bound to.
 	live map[string]map[*proc]struct{}
-	// counts holds live processes per (key, fingerprint), for Max; a slot is
-	// reserved before the process starts, so concurrent notifications cannot
-	// overshoot.
-	counts map[slot]int
-	wg     sync.WaitGroup
+	wg   sync.WaitGroup
 }
-
-type slot struct{ key, fingerprint string }
 
 // New returns a Runner.
 func New(opts Options) *Runner {
@@ -170,26 +144,18 @@ func New(opts Options) *Runner {
 	if m.ProcessDuration == nil {
 		m.ProcessDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "unused"})
 	}
-	for _, v := range []**prometheus.CounterVec{&m.Signalled, &m.Skipped, &m.Errors} {
+	for _, v := range []**prometheus.CounterVec{&m.Signalled, &m.Errors} {
 		if *v == nil {
 			*v = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "unused"}, []string{"x"})
 		}
 	}
 	return &Runner{
-		log:    opts.Logger,
-		m:      opts.Metrics,
-		grace:  opts.Grace,
-		live:   make(map[string]map[*proc]struct{}),
-		counts: make(map[slot]int),
-		admit:  opts.Admit,
+		log:   opts.Logger,
+		m:     opts.Metrics,
+		grace: opts.Grace,
+		live:  make(map[string]map[*proc]struct{}),
 	}
 }
-
-// lockedCounts are the runner's counts, read under its lock.
-type lockedCounts struct{ r *Runner }
-
-func (c lockedCounts) Live(key, fingerprint string) int { return c.r.counts[slot{key, fingerprint}] }
-func (c lockedCounts) Total() int                       { return c.r.running }
 
 // Run starts every action and waits until all of them have ended. Results
 // are in the order of actions.
@@ -325,46 +291,34 @@ func (r *Runner) signalAll(sig syscall.Signal, why string) bool {
 	return len(left) > 0
 }
 
-// track registers a process that is about to start, or tells why it must not.
-func (r *Runner) track(p *proc) (skip string, err error) {
-	a := p.action
-	s := slot{a.Key, a.Fingerprint}
+// track registers a process that is about to start.
+func (r *Runner) track(p *proc) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return "", ErrShuttingDown
+		return ErrShuttingDown
 	}
-	if r.admit != nil {
-		if skip := r.admit(a, lockedCounts{r}); skip != "" {
-			return skip, nil
-		}
-	}
-	r.running++
-	r.counts[s]++
-	set := r.live[a.Fingerprint]
+	set := r.live[p.action.Fingerprint]
 	if set == nil {
 		set = make(map[*proc]struct{})
-		r.live[a.Fingerprint] = set
+		r.live[p.action.Fingerprint] = set
 	}
 	set[p] = struct{}{}
 	r.wg.Add(1)
-	return "", nil
+	return nil
 }
 
-// untrack forgets a process that has ended or never started.
+// untrack forgets a process that has ended or never started, and reports
+// it.
 func (r *Runner) untrack(p *proc) {
 	a := p.action
-	s := slot{a.Key, a.Fingerprint}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.running--
-	if r.counts[s]--; r.counts[s] <= 0 {
-		delete(r.counts, s)
-	}
 	set := r.live[a.Fingerprint]
 	delete(set, p)
 	if len(set) == 0 {
 		delete(r.live, a.Fingerprint)
 	}
+	r.mu.Unlock()
+	ended(a)
 	r.wg.Done()
 }

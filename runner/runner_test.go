@@ -30,7 +30,6 @@ func newRunner(t *testing.T, logs *bytes.Buffer) (*Runner, Metrics) {
 	m := Metrics{
 		ProcessesCurrent: prometheus.NewGauge(prometheus.GaugeOpts{Name: "current"}),
 		Signalled:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signalled"}, []string{"result"}),
-		Skipped:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "skipped"}, []string{"reason"}),
 		Errors:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "errors"}, []string{"stage"}),
 	}
 	opts := Options{Metrics: m, Grace: 500 * time.Millisecond}
@@ -139,12 +138,12 @@ wait`
 }
 
 // TestNoFingerprint: an action without a fingerprint (an alert that came
-// without one) is bound to nothing: max does not cap it and no resolve,
-// not even of the empty fingerprint, signals it.
+// without one) is bound to nothing: no resolve, not even of the empty
+// fingerprint, signals it.
 func TestNoFingerprint(t *testing.T) {
 	r, m := newRunner(t, nil)
 	done := make(chan []Result, 1)
-	a := Action{Name: "unbound", Key: "sleep", Cmd: "sleep", Args: []string{"1000"}, Max: 1}
+	a := Action{Name: "unbound", Cmd: "sleep", Args: []string{"1000"}}
 	go func() { done <- r.Run([]Action{a, a}) }()
 	runnertest.Eventually(t, "both running", func() bool { return testutil.ToFloat64(m.ProcessesCurrent) == 2 })
 	r.Resolve([]string{""})
@@ -159,8 +158,8 @@ func TestNoFingerprint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // kill both
 	_ = r.Shutdown(ctx)
-	if res := <-done; res[0].Skipped != "" || res[1].Skipped != "" {
-		t.Errorf("an action without fingerprint was skipped: %+v", res)
+	if res := <-done; res[0].Pid == 0 || res[1].Pid == 0 {
+		t.Errorf("an action without fingerprint did not run: %+v", res)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner"
 )
@@ -20,7 +21,15 @@ import (
 // logger) the lines each script wrote with log(). Nothing runs. It reports
 // whether every script ran without error.
 func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool, logs *ScriptLogs) bool {
-	plan := engine.Decide(context.Background(), r, m)
+	// Offline: scripts read, and actions are admitted over, an empty
+	// scratch state.
+	scratch := state.NewMemory(state.Options{})
+	defer scratch.Close()
+	plan := engine.Decide(context.Background(), r, m, engine.StateReader(context.Background(), scratch))
+	adm, err := engine.Admit(context.Background(), scratch, &plan, 0, nil)
+	if err != nil {
+		fmt.Fprintf(w, "admission: %v\n", err)
+	}
 	fmt.Fprintf(w, "notification: %s, %d alerts, receiver %q, group_key %q\n", m.Status, len(m.Alerts), m.Receiver, m.GroupKey)
 	for _, a := range m.Alerts {
 		fmt.Fprintf(w, "  alert %s %s %s\n", a.Fingerprint, a.Status, labels(a.Labels))
@@ -39,7 +48,7 @@ func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool, logs *Sc
 			default:
 				fmt.Fprintf(w, "  matched commonLabels %s\n", labels(c.MatchLabels))
 			}
-			printActions(w, plan, c.Name, "", env)
+			printActions(w, plan, adm, c.Name, "", env)
 		}
 	}
 	routes := func() {
@@ -54,7 +63,7 @@ func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool, logs *Sc
 				for _, line := range logs.of(route.Name, a.Fingerprint) {
 					fmt.Fprintf(w, "    log: %s\n", line)
 				}
-				n := printActions(w, plan, route.Name, a.Fingerprint, env)
+				n := printActions(w, plan, adm, route.Name, a.Fingerprint, env)
 				for _, s := range plan.Skips {
 					if s.Name == route.Name && s.Fingerprint == a.Fingerprint {
 						fmt.Fprintf(w, "    skip: %s\n", s.Detail)
@@ -84,16 +93,20 @@ func Explain(w io.Writer, r *engine.Rules, m *engine.Message, env bool, logs *Sc
 }
 
 // printActions prints the actions of one rule (and alert, for a route).
-func printActions(w io.Writer, plan engine.Plan, name, fingerprint string, env bool) int {
+func printActions(w io.Writer, plan engine.Plan, adm engine.Admission, name, fingerprint string, env bool) int {
 	n := 0
-	for _, a := range plan.Actions {
+	for i, a := range plan.Actions {
 		if a.Name != name || (fingerprint != "" && a.Fingerprint != fingerprint) {
 			continue
 		}
 		n++
+		c := plan.Claims[i]
 		fmt.Fprintf(w, "    exec: %s %q\n", a.Cmd, a.Args)
-		fmt.Fprintf(w, "      fingerprint=%s max=%d resolved_signal=%s ignore_resolved=%t notify_on_failure=%t timeout=%s%s\n",
-			orNone(a.Fingerprint), a.Max, signalName(a), a.IgnoreResolved, a.NotifyOnFailure, a.Timeout, extras(a))
+		if i < len(adm.Reasons) && adm.Reasons[i] != "" {
+			fmt.Fprintf(w, "      skip: %s\n", adm.Reasons[i])
+		}
+		fmt.Fprintf(w, "      fingerprint=%s key=%s max=%d resolved_signal=%s ignore_resolved=%t notify_on_failure=%t timeout=%s%s%s\n",
+			orNone(a.Fingerprint), orNone(c.Key), c.Max, signalName(a), a.IgnoreResolved, a.NotifyOnFailure, a.Timeout, extras(a), limits(c))
 		for _, kv := range a.Environ() {
 			if env || !strings.HasPrefix(kv, "AMX_") {
 				fmt.Fprintf(w, "      %s\n", kv)
@@ -121,6 +134,21 @@ func extras(a runner.Action) string {
 	}
 	if a.KillAfter != rules.DefaultKillAfter && a.Signal != 0 && a.Signal != rules.DefaultSignal {
 		fmt.Fprintf(&b, " kill_after=%s", a.KillAfter)
+	}
+	return b.String()
+}
+
+// limits are the admission settings an action has only when set.
+func limits(c state.Claim) string {
+	var b strings.Builder
+	if c.Once {
+		b.WriteString(" once=true")
+	}
+	if c.Cooldown > 0 {
+		fmt.Fprintf(&b, " cooldown=%s", c.Cooldown)
+	}
+	if c.Rate.N > 0 {
+		fmt.Fprintf(&b, " rate=%d/%s", c.Rate.N, c.Rate.Per)
 	}
 	return b.String()
 }

@@ -4,6 +4,7 @@
 package ruletool
 
 import (
+	"cmp"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner"
 )
@@ -171,8 +173,13 @@ func runTest(r *engine.Rules, t *rules.Test) (problems []string, err error) {
 	if err != nil {
 		return nil, err
 	}
-	plan := engine.Decide(context.Background(), r, msg)
-	out, err := simulate(r.Set, plan, t.Running)
+	scratch := state.NewMemory(state.Options{})
+	defer scratch.Close()
+	if err := seed(r.Set, scratch, t); err != nil {
+		return nil, err
+	}
+	plan := engine.Decide(context.Background(), r, msg, engine.StateReader(context.Background(), scratch))
+	out, err := simulate(r.Set, scratch, plan, t.Running)
 	if err != nil {
 		return nil, err
 	}
@@ -201,15 +208,13 @@ type signal struct {
 
 func (s signal) String() string { return s.fingerprint + ": " + rules.SignalName(s.sig) }
 
-// simulate applies the runner's rules to a Plan without running anything:
-// live processes bound to a resolved alert get their rule's resolved_signal,
-// and each action is admitted by engine.Admit, the rule the runner applies,
-// counting the processes the test says are running and the actions
-// admitted before it. A running process is the action it names: a classic
-// command's by its command line, a route's by its command and arguments,
-// or, when the test leaves those out, every action of its route for its
-// fingerprint. max_processes, a limit of the host, is not simulated.
-func simulate(set *rules.Set, plan engine.Plan, running []rules.Running) (outcome, error) {
+// simulate applies the server's admission to a Plan over the test's
+// scratch state, without running anything: live processes bound to a
+// resolved alert get their rule's resolved_signal, and each action is
+// admitted by engine.Admit, the step the server takes, counting the
+// processes the test says are running. max_processes, a limit of the
+// host, is not simulated.
+func simulate(set *rules.Set, scratch state.Store, plan engine.Plan, running []rules.Running) (outcome, error) {
 	var out outcome
 	for _, s := range plan.Skips {
 		reason := s.Reason
@@ -218,66 +223,124 @@ func simulate(set *rules.Set, plan engine.Plan, running []rules.Running) (outcom
 		}
 		out.skips = append(out.skips, skip{s.Name, reason})
 	}
-	live := liveCounts{exact: map[[2]string]int{}}
-	var partial []rules.Running // running processes without a full command line
+	var leases []state.Claim
 	for _, p := range running {
 		proc, ok := processOf(set, p.Route)
 		switch {
 		case !ok:
 			return out, fmt.Errorf("line %d: running: no route or command named %q in the configuration", p.Line, p.Route)
-		case p.Fingerprint == "":
-			return out, fmt.Errorf("line %d: running: give the fingerprint the process is bound to: max counts per fingerprint", p.Line)
+		case p.Fingerprint == "" && p.Key == "":
+			return out, fmt.Errorf("line %d: running: give the fingerprint the process is bound to, or its key: max counts per key", p.Line)
 		}
 		if slices.Contains(plan.Resolved, p.Fingerprint) && !proc.IgnoreResolved {
 			out.signals = append(out.signals, signal{p.Fingerprint, proc.ResolvedSignal})
 		}
-		live.total++
-		switch key := engine.CommandKey(set, p.Route); {
-		case key != "":
-			live.exact[[2]string{key, p.Fingerprint}]++
-		case p.Cmd != "" && p.HasArgs:
-			live.exact[[2]string{engine.RouteKey(p.Route, p.Cmd, p.Args), p.Fingerprint}]++
-		default:
-			partial = append(partial, p)
-		}
+		leases = append(leases, actionsOf(set, plan, p)...)
 	}
-	for _, a := range plan.Actions {
-		live.action, live.partial = a, 0
-		for _, p := range partial {
-			if p.Route == a.Name && p.Fingerprint == a.Fingerprint &&
-				(p.Cmd == "" || expectedCmd(set, p.Route, p.Cmd) == a.Cmd) && (!p.HasArgs || slices.Equal(p.Args, a.Args)) {
-				live.partial++
-			}
-		}
-		if reason := engine.Admit(&a, live, 0); reason != "" {
+	// A claim without an ID takes a lease and nothing else.
+	if _, err := scratch.Admit(context.Background(), state.Batch{Claims: leases}); err != nil {
+		return out, err
+	}
+	adm, err := engine.Admit(context.Background(), scratch, &plan, 0, nil)
+	if err != nil {
+		return out, err
+	}
+	for i, a := range plan.Actions {
+		if reason := adm.Reasons[i]; reason != "" {
 			out.skips = append(out.skips, skip{a.Name, reason})
 			continue
 		}
-		live.exact[[2]string{a.Key, a.Fingerprint}]++
-		live.total++
 		out.execs = append(out.execs, a)
 	}
 	return out, nil
 }
 
-// liveCounts are the processes a test says are running, and the actions
-// admitted so far, as runner.Counts for the action being admitted.
-type liveCounts struct {
-	exact   map[[2]string]int // by key and fingerprint
-	total   int
-	action  runner.Action // being admitted
-	partial int           // running processes of action's rule that match it
-}
-
-func (c liveCounts) Live(key, fingerprint string) int {
-	n := c.exact[[2]string{key, fingerprint}]
-	if key == c.action.Key && fingerprint == c.action.Fingerprint {
-		n += c.partial
+// actionsOf are the actions (and keys) a running process or a recent start
+// of a test stands for: a classic command's by its command line, a route's
+// by its command and arguments (only its command when keyed), or, when the
+// test leaves those out, every action of the plan of its route for its
+// fingerprint or key.
+func actionsOf(set *rules.Set, plan engine.Plan, p rules.Running) []state.Claim {
+	key := cmp.Or(p.Key, p.Fingerprint)
+	if action := engine.CommandAction(set, p.Route); action != "" {
+		return []state.Claim{{Action: action, Key: key}}
 	}
-	return n
+	keyed := p.Key != ""
+	if r, ok := routeOf(set, p.Route); ok && len(r.By) > 0 {
+		keyed = true
+	}
+	if p.Cmd != "" && (p.HasArgs || keyed) {
+		return []state.Claim{{Action: engine.RouteAction(p.Route, p.Cmd, p.Args, keyed), Key: key}}
+	}
+	var out []state.Claim
+	seen := map[[2]string]bool{}
+	for i, a := range plan.Actions {
+		c := plan.Claims[i]
+		if a.Name != p.Route || (p.Fingerprint != "" && a.Fingerprint != p.Fingerprint) || (p.Key != "" && c.Key != p.Key) ||
+			(p.Cmd != "" && expectedCmd(set, p.Route, p.Cmd) != a.Cmd) || (p.HasArgs && !slices.Equal(p.Args, a.Args)) {
+			continue
+		}
+		if k := [2]string{c.Action, c.Key}; !seen[k] {
+			seen[k] = true
+			out = append(out, state.Claim{Action: c.Action, Key: c.Key})
+		}
+	}
+	return out
 }
 
-func (c liveCounts) Total() int { return c.total }
+// seed puts a test's state into its scratch store: script values, and
+// starts within their cooldown (as a cooldown that never ends).
+func seed(set *rules.Set, scratch state.Store, t *rules.Test) error {
+	var b state.Batch
+	for route, values := range t.State.Values {
+		w := state.Writes{ID: "seed/" + route, Namespace: route}
+		for k, v := range values {
+			var val state.Value
+			switch v := v.(type) {
+			case int:
+				val = state.Value{Num: float64(v), IsNum: true}
+			case float64:
+				val = state.Value{Num: v, IsNum: true}
+			case string:
+				val = state.Value{Str: v}
+			default:
+				return fmt.Errorf("line %d: state.values: %s: %s: want a number or a string", t.Line, route, k)
+			}
+			w.Ops = append(w.Ops, state.Write{Op: "set", Key: k, Value: val})
+		}
+		b.Writes = append(b.Writes, w)
+	}
+	for i, p := range t.State.Cooldown {
+		if _, ok := processOf(set, p.Route); !ok {
+			return fmt.Errorf("line %d: state.cooldown: no route or command named %q in the configuration", p.Line, p.Route)
+		}
+		if p.Cmd == "" && engine.CommandAction(set, p.Route) == "" {
+			return fmt.Errorf("line %d: state.cooldown: give the command the route started", p.Line)
+		}
+		if p.Key == "" && p.Fingerprint == "" {
+			return fmt.Errorf("line %d: state.cooldown: give the key (or fingerprint) the action started for", p.Line)
+		}
+		for _, c := range actionsOf(set, engine.Plan{}, p) {
+			c.ID, c.Cooldown = fmt.Sprint("seed/", i), 100*365*24*time.Hour
+			b.Claims = append(b.Claims, c)
+		}
+	}
+	adm, err := scratch.Admit(context.Background(), b)
+	for _, v := range adm.Verdicts {
+		scratch.Release(v.Lease)
+	}
+	return err
+}
+
+// routeOf finds a route by its name.
+func routeOf(set *rules.Set, name string) (*rules.Route, bool) {
+	for _, r := range set.Routes {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return nil, false
+}
 
 // processOf finds a route, or a classic command by its name ("commands[0]").
 func processOf(set *rules.Set, name string) (*rules.Process, bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner"
 )
@@ -189,40 +192,50 @@ func TestExplainExtras(t *testing.T) {
 		{Name: "plain", Cmd: "a"},
 		{Name: "extra", Cmd: "b", NoWait: true, PayloadStdin: true, Signal: syscall.SIGTERM, KillAfter: 0},
 	}}
-	printActions(&b, plan, "plain", "", false)
-	printActions(&b, plan, "extra", "", false)
+	plan.Claims = []state.Claim{{}, {Key: "db1", Max: 1, Once: true, Cooldown: time.Hour, Rate: state.RateLimit{N: 5, Per: 10 * time.Minute}}}
+	adm := engine.Admission{Reasons: []string{"", state.Cooldown}}
+	printActions(&b, plan, adm, "plain", "", false)
+	printActions(&b, plan, adm, "extra", "", false)
 	want := `    exec: a []
-      fingerprint=(none) max=0 resolved_signal=SIGKILL ignore_resolved=false notify_on_failure=false timeout=0s wait=true
+      fingerprint=(none) key=(none) max=0 resolved_signal=SIGKILL ignore_resolved=false notify_on_failure=false timeout=0s wait=true
     exec: b []
-      fingerprint=(none) max=0 resolved_signal=SIGTERM ignore_resolved=false notify_on_failure=false timeout=0s wait=false stdin=payload kill_after=0s
+      skip: cooldown
+      fingerprint=(none) key=db1 max=1 resolved_signal=SIGTERM ignore_resolved=false notify_on_failure=false timeout=0s wait=false stdin=payload kill_after=0s once=true cooldown=1h0m0s rate=5/10m0s
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
 
-// TestSimulateAdmitsAsTheRunner: amx test admits with the runner's own rule
-// (engine.Admit): an action without a fingerprint is not capped, a running
-// classic command counts for every command with its command line, and a
-// running process must say which fingerprint it is bound to.
-func TestSimulateAdmitsAsTheRunner(t *testing.T) {
+// TestSimulateAdmitsAsTheServer: amx test admits with the server's own
+// step (engine.Admit): an action without a fingerprint is not capped, a
+// running classic command counts for every command with its command line,
+// and a running process must say which fingerprint or key it is bound to.
+func TestSimulateAdmitsAsTheServer(t *testing.T) {
 	set := &rules.Set{Commands: []*rules.Command{
 		{Name: "commands[0]", Cmd: "reboot", Process: rules.Process{Max: 1}},
 		{Name: "commands[1]", Cmd: "reboot", Process: rules.Process{Max: 1, MatchLabels: map[string]string{"a": "b"}}},
 	}}
-	action := func(name, fp string) runner.Action {
-		return runner.Action{Name: name, Key: engine.CommandKey(set, name), Cmd: "reboot", Fingerprint: fp, Max: 1}
+	var plan engine.Plan
+	for i, a := range []struct{ name, fp string }{{"commands[1]", "f"}, {"commands[0]", ""}, {"commands[0]", ""}} {
+		plan.Actions = append(plan.Actions, runner.Action{Name: a.name, Cmd: "reboot", Fingerprint: a.fp})
+		max := 1
+		if a.fp == "" {
+			max = 0
+		}
+		plan.Claims = append(plan.Claims, state.Claim{ID: fmt.Sprint(i), Action: engine.CommandAction(set, a.name), Key: a.fp, Max: max})
 	}
-	plan := engine.Plan{Actions: []runner.Action{action("commands[1]", "f"), action("commands[0]", ""), action("commands[0]", "")}}
-	out, err := simulate(set, plan, []rules.Running{{Route: "commands[0]", Fingerprint: "f"}})
+	scratch := state.NewMemory(state.Options{})
+	defer scratch.Close()
+	out, err := simulate(set, scratch, plan, []rules.Running{{Route: "commands[0]", Fingerprint: "f"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out.execs) != 2 || len(out.skips) != 1 || out.skips[0] != (skip{"commands[1]", runner.SkipFingerOver}) {
+	if len(out.execs) != 2 || len(out.skips) != 1 || out.skips[0] != (skip{"commands[1]", engine.SkipFingerOver}) {
 		t.Errorf("execs %d, skips %v: want the unbound two run and commands[1] skipped by commands[0]'s process", len(out.execs), out.skips)
 	}
-	_, err = simulate(set, plan, []rules.Running{{Route: "commands[0]", Line: 7}})
-	if err == nil || err.Error() != "line 7: running: give the fingerprint the process is bound to: max counts per fingerprint" {
+	_, err = simulate(set, scratch, plan, []rules.Running{{Route: "commands[0]", Line: 7}})
+	if err == nil || err.Error() != "line 7: running: give the fingerprint the process is bound to, or its key: max counts per key" {
 		t.Errorf("a running process without fingerprint: %v", err)
 	}
 }

@@ -163,7 +163,7 @@ func (c *core) admit(b Batch) (Admission, uint64) {
 	now := c.opts.Now()
 	var ch []change
 	for _, occ := range b.Tombstones {
-		c.put(&ch, ID(KindTombstone, occ), &Entry{Kind: KindTombstone, Expires: now.Add(c.retention)})
+		c.put(&ch, KindTombstone+"/"+occ, &Entry{Kind: KindTombstone, Expires: now.Add(c.retention)})
 	}
 	adm := Admission{Verdicts: make([]Verdict, len(b.Claims))}
 	for i := range b.Claims {
@@ -177,12 +177,12 @@ func (c *core) admit(b Batch) (Admission, uint64) {
 }
 
 func (c *core) claim(ch *[]change, cl *Claim, now time.Time) Verdict {
-	if cl.Firing && cl.Occurrence != "" && c.live(ID(KindTombstone, cl.Occurrence), now) != nil {
+	if cl.Firing && cl.Occurrence != "" && c.live(KindTombstone+"/"+cl.Occurrence, now) != nil {
 		return Verdict{Reason: Resolved}
 	}
-	id := ID(KindClaim, cl.ID)
+	id := KindClaim + "/" + cl.ID
 	stale := false
-	if e := c.live(id, now); e != nil {
+	if e := c.live(id, now); e != nil && cl.ID != "" {
 		switch {
 		case e.State == Pending && e.Owner == c.owner:
 			return Verdict{Reason: Pending}
@@ -230,9 +230,11 @@ func (c *core) claim(ch *[]change, cl *Claim, now time.Time) Verdict {
 		}
 	}
 	// Admitted: take everything at once.
-	c.put(ch, id, &Entry{Kind: KindClaim, State: Pending, At: now, Owner: c.owner, Once: cl.Once,
-		Expires: now.Add(c.retention)})
-	c.waiters[id] = &waiter{done: make(chan struct{})}
+	if cl.ID != "" {
+		c.put(ch, id, &Entry{Kind: KindClaim, State: Pending, At: now, Owner: c.owner, Once: cl.Once,
+			Expires: now.Add(c.retention)})
+		c.waiters[id] = &waiter{done: make(chan struct{})}
+	}
 	if cl.Cooldown > 0 {
 		c.put(ch, cooldownID, &Entry{Kind: KindCooldown, Claim: cl.ID, At: now, Expires: now.Add(cl.Cooldown)})
 	}
@@ -247,7 +249,7 @@ func (c *core) claim(ch *[]change, cl *Claim, now time.Time) Verdict {
 // apply applies one invocation's writes unless they were applied before,
 // and returns those refused by the bounds.
 func (c *core) apply(ch *[]change, w *Writes, now time.Time) (refused []string) {
-	applied := ID(KindApplied, w.ID)
+	applied := KindApplied + "/" + w.ID
 	if c.live(applied, now) != nil {
 		return nil
 	}
@@ -310,7 +312,10 @@ func (c *core) settle(s []Settlement) uint64 {
 	now := c.opts.Now()
 	var ch []change
 	for _, st := range s {
-		id := ID(KindClaim, st.ID)
+		if st.ID == "" {
+			continue
+		}
+		id := KindClaim + "/" + st.ID
 		if w := c.waiters[id]; w != nil {
 			w.outcome = st.Outcome
 			close(w.done)
@@ -336,8 +341,8 @@ func (c *core) settle(s []Settlement) uint64 {
 
 func (c *core) await(ctx context.Context, id string) (string, error) {
 	c.mu.Lock()
-	w := c.waiters[ID(KindClaim, id)]
-	e := c.entries[ID(KindClaim, id)]
+	w := c.waiters[KindClaim+"/"+id]
+	e := c.entries[KindClaim+"/"+id]
 	c.mu.Unlock()
 	if w == nil {
 		if e == nil {

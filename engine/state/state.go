@@ -40,8 +40,9 @@ const (
 
 // Claim asks whether an action may start for an occurrence.
 type Claim struct {
-	// ID is the action and the occurrence: a re-sent notification asks
-	// again with the same ID.
+	// ID is the action and the occurrence (see Join): a re-sent
+	// notification asks again with the same ID. Empty: there is no
+	// occurrence to remember, and every copy runs.
 	ID   string
 	Once bool
 	// Occurrence is the alert (fingerprint and startsAt) the action is
@@ -187,13 +188,20 @@ type Store interface {
 	Close() error
 }
 
-// ID joins a kind and the parts of a key into an entry's ID, each part
-// escaped, so that IDs read well and never collide.
+// ID is the ID of an entry of a kind, keyed by parts, each escaped (see
+// Join).
 func ID(kind string, parts ...string) string {
+	return kind + "/" + Join(parts...)
+}
+
+// Join joins the parts of a key with slashes, each part escaped, so that
+// keys read well and never collide.
+func Join(parts ...string) string {
 	var b strings.Builder
-	b.WriteString(kind)
-	for _, p := range parts {
-		b.WriteByte('/')
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte('/')
+		}
 		b.WriteString(url.PathEscape(p))
 	}
 	return b.String()
