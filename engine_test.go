@@ -520,7 +520,6 @@ func TestFailureAndBadInput(t *testing.T) {
 func TestMaxAcrossNotifications(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-dedupe_window: 0   # every copy is a new try: max alone decides
 commands:
   - cmd: sh
     args: ["-c", 'echo $$ >> "$0/runs"; exec sleep 1000', %q]
@@ -532,8 +531,11 @@ commands:
 	var wg sync.WaitGroup
 	codes := make(chan int, 20)
 	firing := payload(t, "firing-rebootmachine.json")
-	for range 20 {
-		wg.Go(func() { codes <- tryPost(nil, url, firing).code })
+	for i := range 20 {
+		// Twenty occurrences of one alert: copies of one occurrence
+		// would wait for the first's answer instead of meeting max.
+		body := strings.Replace(firing, `"startsAt": "2026`, fmt.Sprintf(`"startsAt": "%d`, 3000+i), 1)
+		wg.Go(func() { codes <- tryPost(nil, url, body).code })
 	}
 	runnertest.Eventually(t, "18 skipped", func() bool {
 		return metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) == 18
@@ -1020,7 +1022,6 @@ commands:
 func TestLoadAndLeaks(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-dedupe_window: 0   # every notification is new: max alone decides
 commands:
   - cmd: "true"
     match_labels: {kind: ok}
@@ -1049,8 +1050,11 @@ commands:
 		if want == 0 {
 			want = 200
 		}
-		return fmt.Sprintf(`{"status":%q,"alerts":[{"status":%[1]q,"fingerprint":%q,"labels":{"kind":%q}}],"commonLabels":{"kind":%[3]q}}`,
-			status, fp, kind), want
+		// Each notification a new occurrence: copies of one would wait
+		// for its answer instead of meeting max.
+		startsAt := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second).Format(time.RFC3339)
+		return fmt.Sprintf(`{"status":%q,"alerts":[{"status":%[1]q,"fingerprint":%q,"startsAt":%q,"labels":{"kind":%q}}],"commonLabels":{"kind":%[4]q}}`,
+			status, fp, startsAt, kind), want
 	}
 	client := &http.Client{Timeout: deadline, Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
 	round := func(from, to int) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/amx-dev/amx/engine"
 	"github.com/amx-dev/amx/engine/ruletool"
+	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
 )
 
@@ -173,6 +174,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		level.Set(slog.LevelDebug)
 	}
 
+	store, err := openState(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "amx: %v\n", err)
+		return 1
+	}
+	defer store.Close()
+
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
 		log.Error("listen", "err", err)
@@ -187,7 +195,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		routes[i] = r.Name
 	}
 	log.Info("listening", "address", ln.Addr().String(), "tls", cfg.TLSCert != "", "config", cfg.File,
-		"auth", cfg.Auth.Kinds(), "commands", commands, "routes", routes, "watch", *watch && cfg.File != "")
+		"auth", cfg.Auth.Kinds(), "commands", commands, "routes", routes, "watch", *watch && cfg.File != "",
+		"state", store.String())
 	var record *engine.Recorder
 	if *recordDir != "" {
 		var size uint64
@@ -203,15 +212,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 		}
 	}
 	opts := engine.ServeOptions{
-		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level, BaseLevel: base, Record: record},
-		Watch:   *watch,
-		Reload:  reload,
+		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level, BaseLevel: base, Record: record,
+			State: store},
+		Watch:  *watch,
+		Reload: reload,
 	}
 	if err := engine.Serve(ctx, ln, opts); err != nil {
 		log.Error("serve", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// openState opens the delivery state the configuration asks for: a bbolt
+// file with state.path, else memory.
+func openState(cfg *rules.Config, log *slog.Logger) (state.Store, error) {
+	opts := state.Options{Retention: cfg.State.Retention, Log: log}
+	if cfg.State.Path == "" {
+		return state.NewMemory(opts), nil
+	}
+	return state.OpenBolt(cfg.State.Path, cfg.State.LockTimeout, opts)
 }
 
 func check(args []string, stdout, stderr io.Writer) int {

@@ -303,6 +303,8 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 			admitted = append(admitted, i)
 			continue
 		case state.Pending:
+			e.log.Info("a copy of a notification still being answered: waiting for the answer of the delivery it copies",
+				"name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint)
 			pending = append(pending, i)
 			continue
 		case SkipCapacity:
@@ -311,6 +313,9 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 			e.log.Warn("skipped: rate limit reached", "name", act.Name, "cmd", act.Cmd, "key", claim.Key,
 				"rate", fmt.Sprintf("%d/%s", claim.Rate.N, claim.Rate.Per))
 		case state.Duplicate, state.Once:
+			// Delivered with this answer: a retry that reaches
+			// Alertmanager ends the retry case for what succeeded.
+			d.succeeded = append(d.succeeded, state.Settlement{ID: claim.ID, Once: claim.Once, Window: time.Duration(e.window.Load())})
 			e.log.Debug("skipped: already ran for this occurrence", "name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint, "reason", reason)
 		default:
 			e.log.Info("skipped", "reason", reason, "name", act.Name, "cmd", act.Cmd, "key", claim.Key, "fingerprint", act.Fingerprint)

@@ -218,8 +218,10 @@ routes:
 `, comment, dir)
 	}
 	e, _ := reloadable(t, dir, route("v1"))
-	msg := func(status string) *Message {
-		m, err := Decode(fmt.Appendf(nil, `{"status":%q,"alerts":[{"status":%[1]q,"fingerprint":"f1","labels":{"a":"b"}}]}`, status))
+	// Occurrences of one alert: a copy of the first would wait for its
+	// answer rather than meet max.
+	msg := func(status string, start int) *Message {
+		m, err := Decode(fmt.Appendf(nil, `{"status":%q,"alerts":[{"status":%[1]q,"fingerprint":"f1","startsAt":"2026-01-01T00:00:0%dZ","labels":{"a":"b"}}]}`, status, start))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +229,7 @@ routes:
 	}
 	answered := make(chan []string, 1)
 	go func() {
-		failures, _ := e.Handle(context.Background(), msg("firing"))
+		failures, _ := e.Handle(context.Background(), msg("firing", 1))
 		answered <- failures
 	}()
 	pid := runnertest.ReadInt(t, filepath.Join(dir, "pid"))
@@ -237,7 +239,7 @@ routes:
 	if err := e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if failures, busy := e.Handle(t.Context(), msg("firing")); len(failures) != 0 || busy != nil {
+	if failures, busy := e.Handle(t.Context(), msg("firing", 2)); len(failures) != 0 || busy != nil {
 		t.Fatalf("second firing: %q %v", failures, busy)
 	}
 	if got := metric(t, e, `am_executor_skipped_total{reason="fingerover"}`); got != "1" {
@@ -249,7 +251,7 @@ routes:
 	if err := e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	e.Handle(t.Context(), msg("resolved"))
+	e.Handle(t.Context(), msg("resolved", 1))
 	select {
 	case failures := <-answered:
 		if len(failures) != 0 {

@@ -326,6 +326,10 @@ func (c *core) settle(s []Settlement) uint64 {
 			continue
 		}
 		switch {
+		case st.Outcome == Delivered && e.State == Delivered:
+			// A copy answered: the window runs from the first answer.
+		case st.Outcome == Delivered && e.State == Pending:
+			// Not this delivery's claim to settle.
 		case st.Outcome == Failed:
 			c.remove(&ch, id)
 		case st.Outcome == Delivered && !st.Once && st.Window <= 0:
