@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,8 +17,10 @@ import (
 	"regexp"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/amx-dev/amx/engine"
+	"github.com/amx-dev/amx/engine/apiclient"
 	"github.com/amx-dev/amx/engine/ruletool"
 	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
@@ -50,19 +53,21 @@ const usage = `Usage: amx [options] [script [args...]]
        amx check [-f CONFIG] CONFIG...
        amx test [--run REGEX] [--junit FILE] TESTFILE...
        amx explain -f CONFIG [--env] PAYLOAD.json|-
+       amx state ls [--url URL] [--prefix PREFIX] [-o json] | rm [--url URL] PREFIX
        amx version
 
 amx receives Alertmanager webhook notifications and runs commands for them:
 the script given on the command line (for every alert) and the commands of
 the config file (-f). check validates configs, test runs rule unit tests and
 explain prints what a notification would run; these three start nothing.
+state lists or removes what a running amx remembers (its delivery state).
 
 Options:
 `
 
 // subcommands are the words amx reads as a subcommand in first place; a
 // command-line script of one of these names needs a path.
-var subcommands = map[string]bool{"check": true, "test": true, "explain": true, "version": true, "help": true}
+var subcommands = map[string]bool{"check": true, "test": true, "explain": true, "state": true, "version": true, "help": true}
 
 // version is amx's version, the commit it was built from and the Go
 // release that built it, as the build recorded them.
@@ -101,6 +106,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 			return test(args[1:], stdout, stderr)
 		case "explain":
 			return explain(args[1:], stdout, stderr)
+		case "state":
+			return stateCmd(args[1:], stdout, stderr)
 		case "version", "--version", "-version":
 			fmt.Fprintln(stdout, version())
 			return 0
@@ -232,6 +239,56 @@ func openState(cfg *rules.Config, log *slog.Logger) (state.Store, error) {
 		return state.NewMemory(opts), nil
 	}
 	return state.OpenBolt(cfg.State.Path, cfg.State.LockTimeout, opts)
+}
+
+// stateCmd is amx state ls|rm: what a running amx remembers, read or
+// removed through its API.
+func stateCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "ls" && args[0] != "rm") {
+		fmt.Fprintln(stderr, "Usage: amx state ls [--url URL] [--prefix PREFIX] [-o json] | rm [--url URL] PREFIX")
+		return 2
+	}
+	verb := args[0]
+	flags := flag.NewFlagSet("amx state "+verb, flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	client := apiclient.Flags(flags)
+	prefix := flags.String("prefix", "", "List only the entries whose ID starts with this (cooldown/, value/ROUTE/)")
+	output := flags.String("o", "table", "Output format: table or json")
+	if err := flags.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if err := client.Load(); err != nil {
+		fmt.Fprintf(stderr, "amx state: %v\n", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if verb == "rm" {
+		if flags.NArg() != 1 || flags.Arg(0) == "" {
+			fmt.Fprintln(stderr, "amx state rm: give the prefix of the entries to remove, e.g. cooldown/")
+			return 2
+		}
+		n, err := client.DeleteState(ctx, flags.Arg(0))
+		if err != nil {
+			fmt.Fprintf(stderr, "amx state rm: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%d entries removed\n", n)
+		return 0
+	}
+	l, err := client.State(ctx, *prefix)
+	if err != nil {
+		fmt.Fprintf(stderr, "amx state ls: %v\n", err)
+		return 1
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(l)
+		return 0
+	}
+	apiclient.PrintState(stdout, l, time.Now())
+	return 0
 }
 
 func check(args []string, stdout, stderr io.Writer) int {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,4 +263,63 @@ routes:
 		}
 	}
 	b.waitLog(t, "state=\"bolt "+filepath.Join(dir, "state.db")+"\"")
+}
+
+// TestStateAPI: operators list and clear entries through the API and amx
+// state, behind the webhook's credentials: "the host is fixed, let the
+// cooldown go".
+func TestStateAPI(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "secret", "s3cret\n")
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+auth:
+  authorization:
+    credentials_file: secret
+commands:
+  - cmd: sh
+    args: ["-c", 'echo run >> "$0/runs"', %q]
+    by: [instance]
+    cooldown: 1h
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	url := "http://" + a.addr
+	client := &http.Client{Transport: bearer("s3cret")}
+	post(t, client, url+"/", alertJSON("firing", "f1", "2026-12-05T08:00:00Z", `{"instance":"db1"}`))
+
+	resp, err := http.Get(url + "/api/v1/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET without credentials: %d, want 401", resp.StatusCode)
+	}
+	ls := func() string {
+		t.Helper()
+		out, err := exec.Command(amxBin, "state", "ls", "--url", url, "--bearer-token-file", filepath.Join(dir, "secret")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("amx state ls: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := ls(); !strings.Contains(out, "cooldown/cmd%20sh") || !strings.Contains(out, "/db1 ") {
+		t.Errorf("amx state ls does not list the cooldown of db1:\n%s", out)
+	}
+	out, err := exec.Command(amxBin, "state", "rm", "--url", url, "--bearer-token-file", filepath.Join(dir, "secret"), "cooldown/").CombinedOutput()
+	if err != nil || string(out) != "1 entries removed\n" {
+		t.Errorf("amx state rm: %v %q", err, out)
+	}
+	post(t, client, url+"/", alertJSON("firing", "f2", "2026-12-05T09:00:00Z", `{"instance":"db1"}`))
+	if n := lines(dir, "runs"); n != 2 {
+		t.Errorf("after the cooldown was removed: %d runs, want 2", n)
+	}
+}
+
+// bearer is a transport that sends a bearer token.
+type bearer string
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(b))
+	return http.DefaultTransport.RoundTrip(r)
 }

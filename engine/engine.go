@@ -115,12 +115,17 @@ func (e *Engine) Handler() http.Handler {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
 		}
+		if err := e.state.Health(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "OK\n")
 	})
 	// Health and readiness stay open; metrics and reload behind the same
 	// credentials when auth.protect_metrics says so.
 	metrics, reload := promhttp.HandlerFor(e.m.reg, promhttp.HandlerOpts{}), http.HandlerFunc(e.reloadHandler)
 	mux.Handle("/metrics", e.guardIfProtected(metrics))
+	mux.Handle("/api/v1/state", e.guard(http.HandlerFunc(e.stateAPI)))
 	mux.Handle("/-/reload", e.guardIfProtected(reload))
 	return mux
 }
