@@ -882,6 +882,12 @@ func TestExampleAuth(t *testing.T) {
 // any, until the test ends, and returns its address.
 func startAlertmanager(t *testing.T, bin, dir, amxAddr, httpConfig string) string {
 	t.Helper()
+	return startAlertmanagerRepeating(t, bin, dir, amxAddr, httpConfig, "1h")
+}
+
+// startAlertmanagerRepeating is startAlertmanager with a repeat_interval.
+func startAlertmanagerRepeating(t *testing.T, bin, dir, amxAddr, httpConfig, repeat string) string {
+	t.Helper()
 	amAddr := freeAddr(t)
 	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`
 route:
@@ -889,13 +895,13 @@ route:
   group_by: [alertname]
   group_wait: 100ms
   group_interval: 1s
-  repeat_interval: 1h
+  repeat_interval: %s
 receivers:
   - name: amx
     webhook_configs:
       - url: http://%s/
         send_resolved: true
-%s`, amxAddr, httpConfig))
+%s`, repeat, amxAddr, httpConfig))
 	am := exec.Command(bin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am-data"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
 	var amLogs bytes.Buffer
@@ -961,6 +967,34 @@ commands:
 	}
 	if metric(t, a, `am_executor_skipped_total{reason="duplicate"}`) < 1 {
 		t.Error("the retry's skip of the steady command is not counted")
+	}
+}
+
+// TestAlertmanagerRepeat: Alertmanager's own repeat, at a repeat_interval
+// past the dedupe window, runs a command again, as the old executor did,
+// but not a once command.
+func TestAlertmanagerRepeat(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+dedupe_window: 1s
+commands:
+  - cmd: sh
+    args: ["-c", 'echo x >> "$0/every"', %q]
+  - cmd: sh
+    args: ["-c", 'echo x >> "$0/once"', %[1]q]
+    once: true
+`, dir))
+	a := startAmx(t, "-f", cfg)
+	amAddr := startAlertmanagerRepeating(t, bin, dir, a.addr, "", "2s")
+	postAlerts(t, amAddr, map[string]any{"labels": map[string]string{"alertname": "AmxRepeat", "instance": "host1"},
+		"startsAt": time.Now().UTC().Format(time.RFC3339Nano)})
+	runnertest.Eventually(t, "two repeats", func() bool { return lines(dir, "every") >= 3 })
+	if n := lines(dir, "once"); n != 1 {
+		t.Errorf("the once command ran %d times over Alertmanager's repeats, want 1", n)
+	}
+	if metric(t, a, `am_executor_skipped_total{reason="once"}`) < 2 {
+		t.Errorf("the once skips are not counted")
 	}
 }
 

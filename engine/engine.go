@@ -197,6 +197,11 @@ func (e *Engine) Handle(ctx context.Context, msg *Message) (failures []string, b
 	return d.failures, d.busy
 }
 
+// copyWait bounds how long a copy of a notification waits for the answer
+// of the delivery it copies: below Alertmanager's 10 s, so that the copy's
+// own answer reaches it.
+const copyWait = 8 * time.Second
+
 // delivery is a notification handled, until its answer is written.
 type delivery struct {
 	failures []string
@@ -350,20 +355,28 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 	if err := e.state.Settle(ctx, settle); err != nil {
 		e.stateError("settle", err)
 	}
-	// A copy of a delivery still being answered answers as it does.
+	// A copy of a delivery still being answered answers as it does. An
+	// original still running after copyWait has not answered Alertmanager
+	// in time either: the copy answers that it runs, so that Alertmanager
+	// logs the notification delivered and can send the resolve that
+	// stops it.
 	for _, i := range pending {
 		act := &plan.Actions[i]
-		outcome, err := e.state.Await(ctx, plan.Claims[i].ID)
+		wctx, cancel := context.WithTimeout(ctx, copyWait)
+		outcome, err := e.state.Await(wctx, plan.Claims[i].ID)
+		cancel()
 		switch {
-		case err != nil:
+		case err != nil && ctx.Err() != nil:
 			d.failures = append(d.failures, act.Name+": a copy of this notification is still running it: "+err.Error())
 		case outcome == state.Failed:
 			if act.NotifyOnFailure {
 				d.failures = append(d.failures, act.Name+": failed in the delivery this notification is a copy of")
 			}
-		default:
+		default: // succeeded, or still running
 			e.m.skipped.WithLabelValues(state.Duplicate).Inc()
 			skipped.add(state.Duplicate, 1)
+			d.succeeded = append(d.succeeded, state.Settlement{ID: plan.Claims[i].ID, Once: plan.Claims[i].Once,
+				Window: time.Duration(e.window.Load())})
 		}
 	}
 	// One line per notification, once its actions have started (or ended,
