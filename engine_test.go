@@ -229,7 +229,7 @@ func TestCommandLine(t *testing.T) {
 		// No last good rules exist at startup: a broken config fails fast.
 		{"Lua syntax error", []string{"-f", badLua}, 1, "amx: invalid configuration:\n" + badLua + ":3: "},
 		// The rule author's tools; nothing is spawned.
-		{"test", []string{"test", "examples/tests/executor.yml", "examples/tests/rules.yml"}, 0, "Unit Testing: examples/tests/rules.yml\n  SUCCESS (7 tests)"},
+		{"test", []string{"test", "examples/tests/executor.yml", "examples/tests/rules.yml"}, 0, "Unit Testing: examples/tests/rules.yml\n  SUCCESS (9 tests)"},
 		{"test --run", []string{"test", "--run", "maintenance", "examples/tests/rules.yml"}, 0, "SUCCESS (1 test)"},
 		{"test failing", []string{"test", "engine/ruletool/testdata/failing.yml"}, 1, "name: wrong arguments and a missing skip"},
 		{"test broken", []string{"test", "engine/ruletool/testdata/broken.yml"}, 2, "broken.yml:5:31: tests[0].expect.exec[0].comand: unknown field"},

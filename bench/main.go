@@ -40,6 +40,7 @@ func main() {
 	flag.IntVar(&b.reloads, "reloads", 100, "reloads timed for the reload latency")
 	sizes := flag.String("sizes", "1000,10000,50000", "alerts per notification for the large-group runs")
 	out := flag.String("o", "bench/results.md", "write the Markdown table here as well")
+	flag.StringVar(&b.only, "only", "", "run only one part: state (the state in memory against a file)")
 	flag.Parse()
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -51,7 +52,12 @@ func main() {
 	if err := b.run(); err != nil {
 		fatal(err)
 	}
-	table := b.markdown()
+	var table string
+	if b.only == "state" {
+		table = b.stateMarkdown()
+	} else {
+		table = b.markdown()
+	}
 	fmt.Print(table)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(table), 0o644); err != nil {
@@ -77,6 +83,7 @@ type bench struct {
 	conns    int
 	reloads  int
 	sizes    []int
+	only     string
 
 	dir, amx, bare, rawexec, payload string
 	// serverCPU and loadCPUs pin what is measured and the load generator
@@ -97,6 +104,9 @@ type bench struct {
 	groupPeak map[int]float64
 	// Reload latencies, sorted.
 	reload []time.Duration
+	// The state contestants: rates per round and per turn, and the
+	// server's CPU per notification (µs) per round.
+	stateRate, stateTurn, stateCPU map[string][]float64
 	// Startup facts for the header.
 	started time.Time
 }
@@ -140,6 +150,12 @@ func (b *bench) run() error {
 	if err := writeFile(filepath.Join(dir, "post.lua"), fmt.Sprintf(wrkScript, b.payload)); err != nil {
 		return err
 	}
+	if err := writeFile(filepath.Join(dir, "new.lua"), fmt.Sprintf(wrkNewOccurrence, b.payload)); err != nil {
+		return err
+	}
+	if b.only == "state" {
+		return b.stateBench()
+	}
 	configs := map[string]string{
 		classic: "commands:\n  - cmd: /bin/true\n    match_labels: {alertname: NoSuchAlert}\n",
 		// The route of BenchmarkWebhook: it reads a label, and returns
@@ -149,9 +165,9 @@ func (b *bench) run() error {
 		// in a Lua state for every alert.
 		luaVM:   "routes:\n  - name: page\n    lua: |\n      local severity = alert.labels.severity\n      if severity == \"page\" then exec(\"bin/page\", alert.labels.instance) end\n",
 		luaSkip: "routes:\n  - name: skip\n    lua: skip('bench')\n",
-		// Every notification runs it, as /bin/true in the raw loop: no max,
-		// and no skipping of the (identical) re-sends as duplicates.
-		spawnTrue: "dedupe_window: 0\ncommands:\n  - cmd: /bin/true\n",
+		// Every notification runs it, as /bin/true in the raw loop: no
+		// max, and each notification a new occurrence (new.lua).
+		spawnTrue: "commands:\n  - cmd: /bin/true\n",
 	}
 	for name, c := range configs {
 		if err := writeFile(filepath.Join(dir, name+".yml"), c); err != nil {
@@ -216,6 +232,9 @@ func (b *bench) round(round int) error {
 		}
 	}
 	measure := func(name string, d time.Duration) (float64, error) {
+		if name == spawnTrue {
+			return b.wrkScript(servers[name].url, d, "new.lua")
+		}
 		if name != rawExec {
 			return b.wrk(servers[name].url, d)
 		}
@@ -254,8 +273,13 @@ var (
 // wrk loads url for d and returns the requests answered per second. Any
 // answer that is not 2xx, or any socket error, fails the measurement.
 func (b *bench) wrk(url string, d time.Duration) (float64, error) {
+	return b.wrkScript(url, d, "post.lua")
+}
+
+// wrkScript is wrk with another of the scripts in b.dir.
+func (b *bench) wrkScript(url string, d time.Duration, script string) (float64, error) {
 	out, err := pinned(b.loadCPUs, "wrk", "-t", strconv.Itoa(min(b.loadThreads, b.conns)), "-c", strconv.Itoa(b.conns),
-		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second).Seconds()))), "-s", filepath.Join(b.dir, "post.lua"), url).CombinedOutput()
+		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second).Seconds()))), "-s", filepath.Join(b.dir, script), url).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %w: %s", err, out)
 	}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// wrkNewOccurrence makes wrk POST the recorded payload with its alerts'
+// startsAt changed on every request, so that each is a new occurrence:
+// copies of one would be deduplicated, measuring the duplicate check
+// instead of the work. Each wrk thread has its own year.
+const wrkNewOccurrence = `wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(%q, "rb"))
+local body = f:read("*a")
+f:close()
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+local n = 0
+function request()
+  n = n + 1
+  local at = string.format('"startsAt": "20%%02d-01-01T00:00:00.%%09dZ"', id or 0, n)
+  return wrk.format(nil, nil, nil, (body:gsub('"startsAt": *"[^"]*"', at)))
+end
+`
+
+// State contestants: the same route or command over the state in memory
+// and in a bbolt file.
+const (
+	incrMemory  = "incr-memory"
+	incrBolt    = "incr-bolt"
+	spawnMemory = "spawn-memory"
+	spawnBolt   = "spawn-bolt"
+)
+
+// stateConfigs are the contestants' configurations; dir holds the state
+// files.
+func stateConfigs(dir string) map[string]string {
+	incr := "routes:\n  - name: count\n    lua: |\n      state.incr(\"seen:\" .. alert.labels.instance)\n"
+	spawn := "commands:\n  - cmd: /bin/true\n"
+	bolt := func(name string) string {
+		return fmt.Sprintf("state:\n  path: %s\n", filepath.Join(dir, name+".db"))
+	}
+	return map[string]string{
+		incrMemory:  incr,
+		incrBolt:    bolt(incrBolt) + incr,
+		spawnMemory: spawn,
+		spawnBolt:   bolt(spawnBolt) + spawn,
+	}
+}
+
+// stateBench measures notifications/s and the server's CPU per
+// notification with the state in memory and in a file, side by side: the
+// contestants take turns within each round, each request a new occurrence.
+func (b *bench) stateBench() error {
+	if err := writeFile(filepath.Join(b.dir, "new.lua"), fmt.Sprintf(wrkNewOccurrence, b.payload)); err != nil {
+		return err
+	}
+	names := []string{incrMemory, incrBolt, spawnMemory, spawnBolt}
+	for name, c := range stateConfigs(b.dir) {
+		if err := writeFile(filepath.Join(b.dir, name+".yml"), c); err != nil {
+			return err
+		}
+	}
+	b.stateRate, b.stateTurn, b.stateCPU = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	for round := 1; round <= b.runs; round++ {
+		servers := map[string]*server{}
+		for _, name := range names {
+			s, err := b.start(b.amx, "-f", filepath.Join(b.dir, name+".yml"))
+			if err != nil {
+				return err
+			}
+			defer s.stop()
+			servers[name] = s
+			if _, err := b.wrkScript(s.url, time.Second, "new.lua"); err != nil { // warm up
+				return err
+			}
+		}
+		sum, cpu := map[string]float64{}, map[string]float64{}
+		for turn := range turns {
+			for i := range names {
+				name := names[(i+turn)%len(names)]
+				before := servers[name].cpu()
+				rate, err := b.wrkScript(servers[name].url, b.duration/turns, "new.lua")
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				used := servers[name].cpu() - before
+				sum[name] += rate
+				cpu[name] += used.Seconds() / (rate * (b.duration / turns).Seconds())
+				b.stateTurn[name] = append(b.stateTurn[name], rate)
+			}
+		}
+		for _, name := range names {
+			b.stateRate[name] = append(b.stateRate[name], sum[name]/turns)
+			b.stateCPU[name] = append(b.stateCPU[name], cpu[name]/turns*1e6)
+			progress("state round %d/%d %-13s %8.0f/s %6.0f µs CPU each", round, b.runs, name, sum[name]/turns, cpu[name]/turns*1e6)
+		}
+		for _, s := range servers {
+			s.stop()
+		}
+	}
+	return nil
+}
+
+// cpu is the CPU time the server has used so far, user and system, from
+// /proc/<pid>/stat (its own, not its children's).
+func (s *server) cpu() time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		fatal(err)
+	}
+	return parseCPU(string(stat))
+}
+
+// parseCPU reads utime and stime (fields 14 and 15, in clock ticks of
+// 1/100 s) from a /proc/<pid>/stat line; the command name, field 2, may
+// hold spaces, so fields count from its closing parenthesis.
+func parseCPU(stat string) time.Duration {
+	rest := stat[strings.LastIndexByte(stat, ')')+2:]
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func (b *bench) stateMarkdown() string {
+	var w strings.Builder
+	rate := func(xs []float64) string {
+		s := summarize(xs)
+		return fmt.Sprintf("%s / **%s** / %s", thousands(s.min), thousands(s.med), thousands(s.max))
+	}
+	us := func(xs []float64) string {
+		s := summarize(xs)
+		return fmt.Sprintf("%.0f / **%.0f** / %.0f", s.min, s.med, s.max)
+	}
+	ratio := func(x, limit string) string {
+		s := ratios(b.stateTurn[x], b.stateTurn[limit])
+		return fmt.Sprintf("%.2f / **%.2f** / %.2f", s.min, s.med, s.max)
+	}
+	w.WriteString("\n| state: each request a new occurrence | per second | server CPU per notification, µs | ratio file/memory | target |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&w, "| (g) route calling `state.incr`, nothing exec'd, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[incrMemory]), us(b.stateCPU[incrMemory]))
+	fmt.Fprintf(&w, "| (h) the same, `state.path` (bbolt, fsync per commit) | %s | %s | h/g %s | ≥ 0.9 |\n", rate(b.stateRate[incrBolt]), us(b.stateCPU[incrBolt]), ratio(incrBolt, incrMemory))
+	fmt.Fprintf(&w, "| (i) classic command spawning `/bin/true`, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[spawnMemory]), us(b.stateCPU[spawnMemory]))
+	fmt.Fprintf(&w, "| (j) the same, `state.path` | %s | %s | j/i %s | ≥ 0.9 |\n", rate(b.stateRate[spawnBolt]), us(b.stateCPU[spawnBolt]), ratio(spawnBolt, spawnMemory))
+	return w.String()
+}
