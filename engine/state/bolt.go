@@ -76,11 +76,16 @@ func OpenBolt(path string, lockTimeout time.Duration, opts Options) (Store, erro
 // Batch shares commits too, but neither keeps the order of the calls nor
 // runs each function once, and an entry written twice must end as the
 // second write left it.)
+//
+// Changes no caller waits for (outcomes, see lazy) are held up to
+// lazyDelay for a change that must be durable, so that a commit, with its
+// two fsyncs, serves many notifications.
 type journal struct {
 	db *bolt.DB
 
 	mu      sync.Mutex
 	queue   []change
+	urgent  bool   // the queue holds a change a caller waits for
 	queued  uint64 // sequence number of the last add
 	written uint64 // sequence number written up to
 	err     error  // of the last commit
@@ -90,40 +95,62 @@ type journal struct {
 	done    chan struct{}
 }
 
+// lazyDelay is how long changes nobody waits for may wait for a commit.
+const lazyDelay = 100 * time.Millisecond
+
 func newJournal(db *bolt.DB) *journal {
 	j := &journal{db: db, wake: make(chan struct{}, 1), notify: make(chan struct{}), done: make(chan struct{})}
 	go j.run()
 	return j
 }
 
-func (j *journal) add(ch []change) uint64 {
+// add queues changes; urgent ones are committed at once, the others
+// within lazyDelay.
+func (j *journal) add(ch []change, urgent bool) uint64 {
 	j.mu.Lock()
 	j.queue = append(j.queue, ch...)
 	j.queued++
+	j.urgent = j.urgent || urgent
 	seq := j.queued
 	j.mu.Unlock()
-	select {
-	case j.wake <- struct{}{}:
-	default:
+	if urgent {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
 	}
 	return seq
 }
 
 func (j *journal) run() {
 	defer close(j.done)
+	lazy := time.NewTimer(lazyDelay)
+	lazy.Stop()
 	for {
 		j.mu.Lock()
-		if len(j.queue) == 0 {
-			closed := j.closed
+		closed, urgent := j.closed, j.urgent
+		if len(j.queue) == 0 || (!urgent && !closed) {
 			j.mu.Unlock()
 			if closed {
 				return
 			}
+			if len(j.queue) > 0 { // lazy changes only: wait a little for more
+				lazy.Reset(lazyDelay)
+				select {
+				case <-j.wake:
+				case <-lazy.C:
+					j.mu.Lock()
+					j.urgent = true
+					j.mu.Unlock()
+				}
+				lazy.Stop()
+				continue
+			}
 			<-j.wake
 			continue
 		}
-		batch, upTo := j.queue, j.queued
-		j.queue = nil
+		batch, upTo := dedupe(j.queue), j.queued
+		j.queue, j.urgent = nil, false
 		j.mu.Unlock()
 
 		err := j.db.Update(func(tx *bolt.Tx) error {
@@ -151,6 +178,25 @@ func (j *journal) run() {
 		j.notify = make(chan struct{})
 		j.mu.Unlock()
 	}
+}
+
+// dedupe keeps the last change of each entry, in the order of the last
+// changes: an outcome settled and then delivered is written once.
+func dedupe(batch []change) []change {
+	last := make(map[string]int, len(batch))
+	for i, c := range batch {
+		last[c.id] = i
+	}
+	if len(last) == len(batch) {
+		return batch
+	}
+	out := batch[:0]
+	for i, c := range batch {
+		if last[c.id] == i {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // wait returns once the changes numbered up to seq are written, with the

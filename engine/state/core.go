@@ -78,8 +78,9 @@ type core struct {
 	lastSweep time.Time
 	// journal takes the changes of every operation, under the lock so
 	// that it gets them in the order they were made, and returns the
-	// sequence number to wait for; nil keeps them in memory only.
-	journal func([]change) uint64
+	// sequence number to wait for; urgent when a caller waits for it. Nil
+	// keeps them in memory only.
+	journal func(ch []change, urgent bool) uint64
 }
 
 type waiter struct {
@@ -147,12 +148,18 @@ func (c *core) live(id string, now time.Time) *Entry {
 	return e
 }
 
-// emit hands the changes to the journal.
-func (c *core) emit(ch []change) uint64 {
+// emit hands the changes to the journal, urgent when the caller waits for
+// them to be durable, and returns the sequence number to wait for: zero
+// when there is nothing to wait for.
+func (c *core) emit(ch []change, urgent bool) uint64 {
 	if c.journal == nil || len(ch) == 0 {
 		return 0
 	}
-	return c.journal(ch)
+	seq := c.journal(ch, urgent)
+	if !urgent {
+		return 0
+	}
+	return seq
 }
 
 // admit decides a batch (see Store.Admit) and returns the journal's
@@ -166,14 +173,19 @@ func (c *core) admit(b Batch) (Admission, uint64) {
 		c.put(&ch, KindTombstone+"/"+occ, &Entry{Kind: KindTombstone, Expires: now.Add(c.retention)})
 	}
 	adm := Admission{Verdicts: make([]Verdict, len(b.Claims))}
+	starts := false
 	for i := range b.Claims {
 		adm.Verdicts[i] = c.claim(&ch, &b.Claims[i], now)
+		starts = starts || adm.Verdicts[i].Reason == ""
 	}
 	for i := range b.Writes {
 		adm.Refused = append(adm.Refused, c.apply(&ch, &b.Writes[i], now)...)
 	}
 	c.bound(&ch, now)
-	return adm, c.emit(ch)
+	// What lets a process start is on disk before it starts; the rest
+	// (tombstones, script values, renewed once marks) follows within the
+	// journal's lazy delay.
+	return adm, c.emit(ch, starts)
 }
 
 func (c *core) claim(ch *[]change, cl *Claim, now time.Time) Verdict {
@@ -340,7 +352,7 @@ func (c *core) settle(s []Settlement) uint64 {
 			c.put(&ch, id, &Entry{Kind: KindClaim, State: st.Outcome, At: now, Once: st.Once, Expires: now.Add(c.retention)})
 		}
 	}
-	return c.emit(ch)
+	return c.emit(ch, false)
 }
 
 func (c *core) await(ctx context.Context, id string) (string, error) {
@@ -412,7 +424,7 @@ func (c *core) delete(prefix string) (int, uint64) {
 			c.remove(&ch, id)
 		}
 	}
-	return len(ch), c.emit(ch)
+	return len(ch), c.emit(ch, true)
 }
 
 // sweep removes what expired; at most once a minute unless forced.
@@ -421,7 +433,7 @@ func (c *core) sweep(now time.Time, force bool) uint64 {
 	defer c.mu.Unlock()
 	var ch []change
 	c.sweepLocked(&ch, now, force)
-	return c.emit(ch)
+	return c.emit(ch, false)
 }
 
 func (c *core) sweepLocked(ch *[]change, now time.Time, force bool) {

@@ -161,8 +161,8 @@ const (
 // Store is the delivery state. Its methods are safe for concurrent use.
 type Store interface {
 	// Admit decides every claim of a batch, records the tombstones and
-	// applies the script writes, atomically; what it records is durable
-	// when it returns.
+	// applies the script writes, atomically. What lets a process start
+	// is durable when it returns.
 	Admit(ctx context.Context, b Batch) (Admission, error)
 	// Await waits until a pending claim is settled and returns its
 	// outcome.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -293,5 +294,38 @@ func TestBoltSurvivesRestart(t *testing.T) {
 	}
 	if v := admitOne(t, s, Claim{ID: "cool3", Action: "c", Key: "h1", Cooldown: time.Hour}); v.Reason != "" {
 		t.Errorf("after deleting the cooldown: %q", v.Reason)
+	}
+}
+
+// BenchmarkDelivery is one notification's way through the store: one
+// claim admitted, settled, then delivered; in parallel, as concurrent
+// notifications come.
+func BenchmarkDelivery(b *testing.B) {
+	for _, backend := range []string{"memory", "bolt"} {
+		b.Run(backend, func(b *testing.B) {
+			s := NewMemory(Options{})
+			if backend == "bolt" {
+				var err error
+				if s, err = OpenBolt(filepath.Join(b.TempDir(), "state.db"), time.Second, Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			defer s.Close()
+			ctx := context.Background()
+			var n atomic.Int64
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c := Claim{ID: fmt.Sprint("cmd /bin/true/group/", n.Add(1)), Action: "cmd /bin/true", Key: "fp", Window: 2 * time.Minute}
+					adm, err := s.Admit(ctx, Batch{Claims: []Claim{c}})
+					if err != nil || adm.Verdicts[0].Reason != "" {
+						b.Fatal(err, adm.Verdicts)
+					}
+					s.Release(adm.Verdicts[0].Lease)
+					s.Settle(ctx, []Settlement{{ID: c.ID, Outcome: Succeeded, Window: c.Window}})
+					s.Settle(ctx, []Settlement{{ID: c.ID, Outcome: Delivered, Window: c.Window}})
+				}
+			})
+		})
 	}
 }

@@ -45,6 +45,8 @@ func (s *local) start() {
 	}()
 }
 
+// Admit returns once what lets a process start is durable; the rest of the
+// batch is written within the journal's lazy delay.
 func (s *local) Admit(ctx context.Context, b Batch) (Admission, error) {
 	if err := s.Health(); err != nil {
 		return Admission{}, err
