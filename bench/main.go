@@ -84,6 +84,7 @@ type bench struct {
 	reloads  int
 	sizes    []int
 	only     string
+	wrkRuns  int // runs of wrk so far, for new.lua's occurrences
 
 	dir, amx, bare, rawexec, payload string
 	// serverCPU and loadCPUs pin what is measured and the load generator
@@ -276,10 +277,13 @@ func (b *bench) wrk(url string, d time.Duration) (float64, error) {
 	return b.wrkScript(url, d, "post.lua")
 }
 
-// wrkScript is wrk with another of the scripts in b.dir.
+// wrkScript is wrk with another of the scripts in b.dir, which gets the
+// number of this run of wrk as its argument.
 func (b *bench) wrkScript(url string, d time.Duration, script string) (float64, error) {
+	b.wrkRuns++
 	out, err := pinned(b.loadCPUs, "wrk", "-t", strconv.Itoa(min(b.loadThreads, b.conns)), "-c", strconv.Itoa(b.conns),
-		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second).Seconds()))), "-s", filepath.Join(b.dir, script), url).CombinedOutput()
+		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second).Seconds()))), "-s", filepath.Join(b.dir, script), url,
+		"--", strconv.Itoa(b.wrkRuns)).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %w: %s", err, out)
 	}

@@ -12,7 +12,8 @@ import (
 // wrkNewOccurrence makes wrk POST the recorded payload with its alerts'
 // startsAt changed on every request, so that each is a new occurrence:
 // copies of one would be deduplicated, measuring the duplicate check
-// instead of the work. Each wrk thread has its own year.
+// instead of the work. Each run of wrk has its own year (the argument
+// after --), each of its threads its own month.
 const wrkNewOccurrence = `wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local f = assert(io.open(%q, "rb"))
@@ -23,10 +24,13 @@ function setup(thread)
   threads = threads + 1
   thread:set("id", threads)
 end
+function init(args)
+  run = tonumber(args[1]) or 0
+end
 local n = 0
 function request()
   n = n + 1
-  local at = string.format('"startsAt": "20%%02d-01-01T00:00:00.%%09dZ"', id or 0, n)
+  local at = string.format('"startsAt": "%%04d-%%02d-01T00:00:00.%%09dZ"', 2000 + run, id or 1, n)
   return wrk.format(nil, nil, nil, (body:gsub('"startsAt": *"[^"]*"', at)))
 end
 `
@@ -38,6 +42,8 @@ const (
 	incrBolt    = "incr-bolt"
 	spawnMemory = "spawn-memory"
 	spawnBolt   = "spawn-bolt"
+	onceMemory  = "once-memory"
+	onceBolt    = "once-bolt"
 )
 
 // stateConfigs are the contestants' configurations; dir holds the state
@@ -45,6 +51,8 @@ const (
 func stateConfigs(dir string) map[string]string {
 	incr := "routes:\n  - name: count\n    lua: |\n      state.incr(\"seen:\" .. alert.labels.instance)\n"
 	spawn := "commands:\n  - cmd: /bin/true\n"
+	// once: the claim must be on disk before the process starts.
+	once := "commands:\n  - cmd: /bin/true\n    once: true\n"
 	bolt := func(name string) string {
 		return fmt.Sprintf("state:\n  path: %s\n", filepath.Join(dir, name+".db"))
 	}
@@ -53,6 +61,8 @@ func stateConfigs(dir string) map[string]string {
 		incrBolt:    bolt(incrBolt) + incr,
 		spawnMemory: spawn,
 		spawnBolt:   bolt(spawnBolt) + spawn,
+		onceMemory:  once,
+		onceBolt:    bolt(onceBolt) + once,
 	}
 }
 
@@ -63,7 +73,7 @@ func (b *bench) stateBench() error {
 	if err := writeFile(filepath.Join(b.dir, "new.lua"), fmt.Sprintf(wrkNewOccurrence, b.payload)); err != nil {
 		return err
 	}
-	names := []string{incrMemory, incrBolt, spawnMemory, spawnBolt}
+	names := []string{incrMemory, incrBolt, spawnMemory, spawnBolt, onceMemory, onceBolt}
 	for name, c := range stateConfigs(b.dir) {
 		if err := writeFile(filepath.Join(b.dir, name+".yml"), c); err != nil {
 			return err
@@ -73,6 +83,7 @@ func (b *bench) stateBench() error {
 	for round := 1; round <= b.runs; round++ {
 		servers := map[string]*server{}
 		for _, name := range names {
+			os.Remove(filepath.Join(b.dir, name+".db")) // each round from an empty state
 			s, err := b.start(b.amx, "-f", filepath.Join(b.dir, name+".yml"))
 			if err != nil {
 				return err
@@ -153,5 +164,7 @@ func (b *bench) stateMarkdown() string {
 	fmt.Fprintf(&w, "| (h) the same, `state.path` (bbolt, fsync per commit) | %s | %s | h/g %s | ≥ 0.9 |\n", rate(b.stateRate[incrBolt]), us(b.stateCPU[incrBolt]), ratio(incrBolt, incrMemory))
 	fmt.Fprintf(&w, "| (i) classic command spawning `/bin/true`, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[spawnMemory]), us(b.stateCPU[spawnMemory]))
 	fmt.Fprintf(&w, "| (j) the same, `state.path` | %s | %s | j/i %s | ≥ 0.9 |\n", rate(b.stateRate[spawnBolt]), us(b.stateCPU[spawnBolt]), ratio(spawnBolt, spawnMemory))
+	fmt.Fprintf(&w, "| (k) the same command with `once: true`, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[onceMemory]), us(b.stateCPU[onceMemory]))
+	fmt.Fprintf(&w, "| (l) the same, `state.path`: its claim is on disk (fsync) before each start | %s | %s | l/k %s | |\n", rate(b.stateRate[onceBolt]), us(b.stateCPU[onceBolt]), ratio(onceBolt, onceMemory))
 	return w.String()
 }

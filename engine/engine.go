@@ -43,8 +43,10 @@ type Engine struct {
 	ready  atomic.Bool
 	record *Recorder // nil when not recording
 	// state is the delivery state: what ran for which occurrence, the
-	// limits, the scripts' values.
-	state state.Store
+	// limits, the scripts' values; ownState when the engine made it, and
+	// closes it.
+	state    state.Store
+	ownState bool
 
 	reload reloader
 }
@@ -80,9 +82,10 @@ func New(opts Options) *Engine {
 		state:  opts.State,
 	}
 	if e.state == nil {
-		e.state = state.NewMemory(state.Options{Retention: opts.Config.State.Retention, Log: opts.Log,
-			Evicted: func(kind string) { m.evicted.WithLabelValues(kind).Inc() }})
+		e.state = state.NewMemory(state.Options{Retention: opts.Config.State.Retention, Log: opts.Log})
+		e.ownState = true
 	}
+	e.state.OnEvict(func(kind string) { m.evicted.WithLabelValues(kind).Inc() })
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "am_executor_max_processes",
 		Help: "The max_processes limit in force (0: none); am_executor_processes_current is the count.",
@@ -442,5 +445,9 @@ func (e *Engine) answer(w http.ResponseWriter, status string, code int, text str
 // ones may finish until ctx is done, then their process groups are killed.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.ready.Store(false)
-	return e.run.Shutdown(ctx)
+	err := e.run.Shutdown(ctx)
+	if e.ownState {
+		e.state.Close()
+	}
+	return err
 }

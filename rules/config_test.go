@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -329,5 +330,61 @@ func TestWaitDuration(t *testing.T) {
 	c := cfg.Set.Commands
 	if c[0].WaitAtMost != 8*time.Second || c[0].NoWait || c[1].WaitAtMost != 2*time.Minute || !c[2].NoWait || c[2].WaitAtMost != 0 {
 		t.Errorf("waits: %+v %+v %+v", c[0].Process, c[1].Process, c[2].Process)
+	}
+}
+
+// TestStateAndLimits: the state section, and by, cooldown and rate on
+// commands and routes, with their defaults and errors.
+func TestStateAndLimits(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "amx.yml")
+	config := `state:
+  path: data/state.db
+  retention: 48h
+commands:
+  - cmd: a
+    by: [instance, job]
+    cooldown: 30m
+    rate: 5/10m
+routes:
+  - name: r
+    lua: exec("x")
+    rate: " 2 / 1h "
+`
+	if err := os.WriteFile(f, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Source{File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, r := cfg.Set.Commands[0], cfg.Set.Routes[0]
+	if cfg.State.Path != filepath.Join(dir, "data/state.db") || cfg.State.Retention != 48*time.Hour || cfg.State.LockTimeout != DefaultLockTimeout {
+		t.Errorf("state: %+v", cfg.State)
+	}
+	if !slices.Equal(c.By, []string{"instance", "job"}) || c.Cooldown != 30*time.Minute || c.Rate != (Rate{5, 10 * time.Minute}) {
+		t.Errorf("command limits: by %v cooldown %v rate %v", c.By, c.Cooldown, c.Rate)
+	}
+	if r.Rate != (Rate{2, time.Hour}) {
+		t.Errorf("route rate: %v", r.Rate)
+	}
+	if cfg.DedupeWindow != 2*time.Minute {
+		t.Errorf("dedupe_window default %v, want 2m", cfg.DedupeWindow)
+	}
+
+	bad := "state:\n  pathh: x\n  retention: 0s\ncommands:\n  - cmd: a\n    rate: 5/0m\n    by: instance\n    cooldown: soon\n"
+	if err := os.WriteFile(f, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(Source{File: f})
+	want := []string{
+		f + `:2:3: state.pathh: unknown field (did you mean "path"?)`,
+		f + `:3:14: state.retention: must be positive`,
+		f + `:6:11: commands[0].rate: want starts per window like 5/10m, got "5/0m"`,
+		f + `:7:9: commands[0].by: want a list of strings, got "instance"`,
+		f + `:8:15: commands[0].cooldown: want a duration like 30s or 10m, got "soon"`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("err = %v\nwant %s", err, strings.Join(want, "\n"))
 	}
 }

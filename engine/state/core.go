@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,9 +23,6 @@ type Options struct {
 	// 1,000,000 (about 300 MB at worst).
 	MaxEntries int
 	Log        *slog.Logger
-	// Evicted is called for every entry dropped by MaxEntries before it
-	// expired, with its kind.
-	Evicted func(kind string)
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 }
@@ -45,9 +43,6 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if o.Evicted == nil {
-		o.Evicted = func(string) {}
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -66,6 +61,9 @@ type change struct {
 type core struct {
 	opts  Options
 	owner string // this run of amx, to tell claims left by an earlier one
+	// onEvict is told the kind of every entry dropped by MaxEntries
+	// before it expired.
+	onEvict atomic.Pointer[func(kind string)]
 
 	mu        sync.Mutex
 	retention time.Duration
@@ -173,19 +171,20 @@ func (c *core) admit(b Batch) (Admission, uint64) {
 		c.put(&ch, KindTombstone+"/"+occ, &Entry{Kind: KindTombstone, Expires: now.Add(c.retention)})
 	}
 	adm := Admission{Verdicts: make([]Verdict, len(b.Claims))}
-	starts := false
+	durable := false
 	for i := range b.Claims {
-		adm.Verdicts[i] = c.claim(&ch, &b.Claims[i], now)
-		starts = starts || adm.Verdicts[i].Reason == ""
+		cl := &b.Claims[i]
+		adm.Verdicts[i] = c.claim(&ch, cl, now)
+		durable = durable || adm.Verdicts[i].Reason == "" && cl.mustPersist()
 	}
 	for i := range b.Writes {
 		adm.Refused = append(adm.Refused, c.apply(&ch, &b.Writes[i], now)...)
 	}
 	c.bound(&ch, now)
-	// What lets a process start is on disk before it starts; the rest
-	// (tombstones, script values, renewed once marks) follows within the
-	// journal's lazy delay.
-	return adm, c.emit(ch, starts)
+	// A start that a crash must not forget is on disk before the process
+	// starts; the rest (tombstones, script values, renewed once marks)
+	// follows within the journal's lazy delay.
+	return adm, c.emit(ch, durable)
 }
 
 func (c *core) claim(ch *[]change, cl *Claim, now time.Time) Verdict {
@@ -256,6 +255,15 @@ func (c *core) claim(ch *[]change, cl *Claim, now time.Time) Verdict {
 	}
 	c.leases[leaseID]++
 	return Verdict{Lease: Lease{leaseID}, Stale: stale}
+}
+
+// mustPersist reports whether the claim must be on disk before its
+// process starts: a once action, or one that takes a cooldown or a rate
+// slot, must count as started after a crash. Any other claim left by a
+// crash lets the action run again, as if it had never been made, so
+// writing it first would change nothing.
+func (cl *Claim) mustPersist() bool {
+	return cl.Once || cl.Cooldown > 0 || cl.Rate.N > 0
 }
 
 // apply applies one invocation's writes unless they were applied before,
@@ -473,7 +481,9 @@ func (c *core) bound(ch *[]change, now time.Time) {
 				c.opts.Log.Warn("state store full: dropping an entry before it expired", "id", id, "kind", e.Kind,
 					"max_entries", max)
 			}
-			c.opts.Evicted(e.Kind)
+			if f := c.onEvict.Load(); f != nil {
+				(*f)(e.Kind)
+			}
 			c.remove(ch, id)
 		}
 	}

@@ -183,6 +183,9 @@ type Store interface {
 	// SetRetention changes how long outcomes, tombstones and once marks are
 	// kept, for a reload.
 	SetRetention(d time.Duration)
+	// OnEvict sets what is told the kind of every entry dropped before
+	// it expired because the store was full.
+	OnEvict(f func(kind string))
 	// String names the backend, for the startup line.
 	String() string
 	Close() error

@@ -217,9 +217,10 @@ func TestWritesOnce(t *testing.T) {
 func TestOnceSurvivesEntries(t *testing.T) {
 	evicted := map[string]int{}
 	var mu sync.Mutex
-	opts := Options{MaxEntries: 10_000, Evicted: func(kind string) { mu.Lock(); evicted[kind]++; mu.Unlock() }}
+	opts := Options{MaxEntries: 10_000}
 	for name, s := range backends(t, opts) {
 		clear(evicted)
+		s.OnEvict(func(kind string) { mu.Lock(); evicted[kind]++; mu.Unlock() })
 		once := Claim{ID: "once", Once: true, Action: "a", Window: time.Minute}
 		admitOne(t, s, once)
 		settle(t, s, once, Delivered)

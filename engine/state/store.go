@@ -102,6 +102,8 @@ func (s *local) Health() error {
 
 func (s *local) SetRetention(d time.Duration) { s.core.setRetention(d) }
 
+func (s *local) OnEvict(f func(kind string)) { s.core.onEvict.Store(&f) }
+
 func (s *local) String() string { return s.name }
 
 func (s *local) Close() error {
