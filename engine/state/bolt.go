@@ -128,13 +128,13 @@ func (j *journal) run() {
 	lazy.Stop()
 	for {
 		j.mu.Lock()
-		closed, urgent := j.closed, j.urgent
-		if len(j.queue) == 0 || (!urgent && !closed) {
+		closed, urgent, queued := j.closed, j.urgent, len(j.queue)
+		if queued == 0 || (!urgent && !closed) {
 			j.mu.Unlock()
 			if closed {
 				return
 			}
-			if len(j.queue) > 0 { // lazy changes only: wait a little for more
+			if queued > 0 { // lazy changes only: wait a little for more
 				lazy.Reset(lazyDelay)
 				select {
 				case <-j.wake:

@@ -171,19 +171,25 @@ func (c *core) admit(b Batch) (Admission, uint64) {
 		c.put(&ch, KindTombstone+"/"+occ, &Entry{Kind: KindTombstone, Expires: now.Add(c.retention)})
 	}
 	adm := Admission{Verdicts: make([]Verdict, len(b.Claims))}
-	durable := false
+	durable, starts := false, false
 	for i := range b.Claims {
 		cl := &b.Claims[i]
 		adm.Verdicts[i] = c.claim(&ch, cl, now)
+		starts = starts || adm.Verdicts[i].Reason == ""
 		durable = durable || adm.Verdicts[i].Reason == "" && cl.mustPersist()
 	}
+	// What scripts wrote is on disk before a process they asked for
+	// starts: a reboot counter must not be lost to a crash while the
+	// reboot goes on.
+	durable = durable || starts && len(b.Writes) > 0
 	for i := range b.Writes {
 		adm.Refused = append(adm.Refused, c.apply(&ch, &b.Writes[i], now)...)
 	}
 	c.bound(&ch, now)
 	// A start that a crash must not forget is on disk before the process
-	// starts; the rest (tombstones, script values, renewed once marks)
-	// follows within the journal's lazy delay.
+	// starts; the rest (tombstones, the script values of a notification
+	// that starts nothing, renewed once marks) follows within the
+	// journal's lazy delay.
 	return adm, c.emit(ch, durable)
 }
 
