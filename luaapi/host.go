@@ -232,12 +232,16 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 		} else {
 			e.NotifyOnFailure = &val
 		}
-	case "timeout":
+	case "timeout", "cooldown":
 		d, ok := duration(v)
 		if !ok || d < 0 {
 			bad(`a duration ("10m") or seconds`)
 		}
-		e.Timeout = &d
+		if key == "timeout" {
+			e.Timeout = &d
+		} else {
+			e.Cooldown = &d
+		}
 	case "stdin":
 		str, ok := v.(lua.LString)
 		if !ok {
@@ -255,12 +259,6 @@ func option(L *lua.LState, e *Exec, key string, v lua.LValue) {
 			bad("a string of 1 to 256 bytes")
 		}
 		e.Key = &k
-	case "cooldown":
-		d, ok := duration(v)
-		if !ok || d < 0 {
-			bad(`a duration ("30m") or seconds`)
-		}
-		e.Cooldown = &d
 	default:
 		msg := "unknown option " + key
 		if s := rules.Suggest(key, execOptions); s != "" {

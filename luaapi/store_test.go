@@ -90,3 +90,26 @@ func TestStateErrors(t *testing.T) {
 		t.Errorf("state after the attempts: %v", err)
 	}
 }
+
+// TestExecKeyAndCooldown: exec{} takes the key max and cooldown count per,
+// and a cooldown.
+func TestExecKeyAndCooldown(t *testing.T) {
+	res, err := run(t, `exec{"cleanup", "/var", key = alert.labels.instance, cooldown = "30m"}
+		exec{"cleanup", "/data", key = 9100, cooldown = 60}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := res.Execs
+	if len(e) != 2 || *e[0].Key != "db1:9100" || *e[0].Cooldown != 30*time.Minute || *e[1].Key != "9100" || *e[1].Cooldown != time.Minute {
+		t.Errorf("execs: %+v", e)
+	}
+	for src, want := range map[string]string{
+		`exec{"a", key = ""}`:          "option key: want a string of 1 to 256 bytes",
+		`exec{"a", key = {}}`:          "option key: want a string, got table",
+		`exec{"a", cooldown = "soon"}`: `option cooldown: want a duration ("10m") or seconds, got string`,
+	} {
+		if _, err := run(t, src); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", src, err, want)
+		}
+	}
+}
