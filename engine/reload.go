@@ -58,6 +58,10 @@ func (e *Engine) Reload() error {
 		e.log.Warn("listen_address changes only on restart; keeping the old one",
 			"listening", rl.listen, "configured", cfg.ListenAddress)
 	}
+	if cfg.State.Path != rl.cfg.State.Path {
+		e.log.Warn("state.path changes on restart only; keeping the state where it is", "state", e.state.String(),
+			"new_path", cfg.State.Path)
+	}
 	if (cfg.Certificate != nil) != rl.tls {
 		e.log.Warn("TLS is turned on or off only on restart; keeping the listener as it is", "tls", rl.tls)
 	}

@@ -496,3 +496,23 @@ func TestLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadKeepsState: a reload changes dedupe_window and state.retention
+// at once, and state.path only on restart, with a warning.
+func TestReloadKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	e, logs := reloadable(t, dir, "commands:\n  - cmd: \"true\"\n")
+	writeTestFile(t, dir, "amx.yml", "dedupe_window: 5m\nstate:\n  path: other.db\ncommands:\n  - cmd: \"true\"\n")
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(e.window.Load()); got != 5*time.Minute {
+		t.Errorf("dedupe_window after the reload: %v", got)
+	}
+	if !strings.Contains(logs.String(), "state.path changes on restart only") || e.state.String() != "memory (lost on restart)" {
+		t.Errorf("state %q; logs:\n%s", e.state.String(), logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "other.db")); err == nil {
+		t.Error("a reload opened the new state file")
+	}
+}
