@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/amx-dev/amx/engine"
 	"github.com/amx-dev/amx/engine/apiclient"
 	"github.com/amx-dev/amx/engine/ruletool"
@@ -231,10 +233,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	return 0
 }
 
-// openState opens the delivery state the configuration asks for: a bbolt
-// file with state.path, else memory.
+// openState opens the delivery state the configuration asks for: Redis
+// with state.redis, a bbolt file with state.path, else memory.
 func openState(cfg *rules.Config, log *slog.Logger) (state.Store, error) {
 	opts := state.Options{Retention: cfg.State.Retention, Log: log}
+	if r := cfg.State.Redis; r != nil {
+		client := redis.NewClient(&redis.Options{Addr: r.Address, Username: r.Username, Password: r.Password, DB: r.DB,
+			TLSConfig: r.TLS, DialTimeout: r.Timeout, ReadTimeout: r.Timeout, WriteTimeout: r.Timeout})
+		return state.OpenRedis(context.Background(), state.RedisOptions{Options: opts, Client: client, Prefix: r.KeyPrefix,
+			LeaseTTL: r.LeaseTTL, Timeout: r.Timeout})
+	}
 	if cfg.State.Path == "" {
 		return state.NewMemory(opts), nil
 	}

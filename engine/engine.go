@@ -86,6 +86,8 @@ func New(opts Options) *Engine {
 		e.ownState = true
 	}
 	e.state.OnEvict(func(kind string) { m.evicted.WithLabelValues(kind).Inc() })
+	// A resolve another replica received signals what runs here.
+	e.state.OnResolve(func(fingerprints []string) { e.run.Resolve(fingerprints) })
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "am_executor_max_processes",
 		Help: "The max_processes limit in force (0: none); am_executor_processes_current is the count.",
@@ -287,6 +289,11 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 	// notification must not outlive it, while the actions planned now (a
 	// route's cleanup for that alert, say) must not be hit by the signal.
 	e.run.Resolve(plan.Resolved)
+	if len(plan.Resolved) > 0 {
+		if err := e.state.Broadcast(ctx, plan.Resolved); err != nil {
+			e.stateError("broadcast", err)
+		}
+	}
 	adm, err := Admit(ctx, e.state, &plan, time.Duration(e.window.Load()), &e.capacity)
 	if err != nil {
 		e.stateError("admit", err)

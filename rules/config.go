@@ -111,6 +111,8 @@ type State struct {
 	// LockTimeout is how long start waits for a file another process
 	// holds.
 	LockTimeout time.Duration
+	// Redis, when set, keeps the state in Redis, shared by replicas.
+	Redis *Redis
 }
 
 // Rate is at most N starts Per window; zero N is no limit.
@@ -339,7 +341,11 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 				},
 				"retention":    func(n *yaml.Node, p string) { d.positiveDuration(n, p, &cfg.State.Retention) },
 				"lock_timeout": func(n *yaml.Node, p string) { d.positiveDuration(n, p, &cfg.State.LockTimeout) },
+				"redis":        func(n *yaml.Node, p string) { cfg.State.Redis = d.redis(n, p, filepath.Dir(file)) },
 			})
+			if cfg.State.Path != "" && cfg.State.Redis != nil {
+				d.errorf(resolve(n), join(p, "redis"), "give path (one amx) or redis (replicas), not both")
+			}
 		},
 		"max_body_bytes": func(n *yaml.Node, p string) {
 			d.integer(n, p, &maxBody)

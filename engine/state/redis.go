@@ -514,6 +514,46 @@ func (s *redisStore) SetRetention(d time.Duration) {
 // about maxmemory-policy).
 func (s *redisStore) OnEvict(func(kind string)) {}
 
+// resolveMsg is a resolve published to the other replicas.
+type resolveMsg struct {
+	Owner        string   `json:"owner"`
+	Fingerprints []string `json:"fingerprints"`
+}
+
+func (s *redisStore) Broadcast(ctx context.Context, fingerprints []string) error {
+	msg, _ := json.Marshal(resolveMsg{s.owner, fingerprints})
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.c.Publish(cctx, s.prefix+"resolve", msg).Err()
+}
+
+// OnResolve subscribes to the other replicas' resolves. go-redis
+// resubscribes after a reconnection; a resolve published while this
+// replica was disconnected is not received.
+func (s *redisStore) OnResolve(f func(fingerprints []string)) {
+	sub := s.c.Subscribe(context.Background(), s.prefix+"resolve")
+	s.stopped.Add(1)
+	go func() {
+		defer s.stopped.Done()
+		defer sub.Close()
+		ch := sub.Channel()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				var r resolveMsg
+				if json.Unmarshal([]byte(m.Payload), &r) == nil && r.Owner != s.owner {
+					f(r.Fingerprints)
+				}
+			}
+		}
+	}()
+}
+
 func (s *redisStore) String() string { return "redis " + s.c.Options().Addr }
 
 func (s *redisStore) Close() error {

@@ -186,6 +186,12 @@ type Store interface {
 	// OnEvict sets what is told the kind of every entry dropped before
 	// it expired because the store was full.
 	OnEvict(f func(kind string))
+	// Broadcast tells the other replicas sharing the store that alerts
+	// resolved, so that they signal the processes they run for them;
+	// OnResolve sets what is told of the other replicas' resolves. With
+	// one amx (memory, bolt) both do nothing.
+	Broadcast(ctx context.Context, fingerprints []string) error
+	OnResolve(f func(fingerprints []string))
 	// String names the backend, for the startup line.
 	String() string
 	Close() error

@@ -104,6 +104,10 @@ func (s *local) SetRetention(d time.Duration) { s.core.setRetention(d) }
 
 func (s *local) OnEvict(f func(kind string)) { s.core.onEvict.Store(&f) }
 
+// Broadcast and OnResolve do nothing: no other replica shares the store.
+func (s *local) Broadcast(context.Context, []string) error { return nil }
+func (s *local) OnResolve(func([]string))                  {}
+
 func (s *local) String() string { return s.name }
 
 func (s *local) Close() error {
