@@ -1,0 +1,96 @@
+package main
+
+// End-to-end tests of replicas: two amx binaries sharing their state in a
+// real redis-server.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amx-dev/amx/engine/state/statetest"
+	"github.com/amx-dev/amx/runner/runnertest"
+)
+
+// TestReplicas: the same notification sent to both replicas at once runs
+// its action once, and both answer 200; max: 1 holds across replicas under
+// notifications split across both; a resolve that lands on the replica
+// that does not run the process signals it where it runs.
+func TestReplicas(t *testing.T) {
+	addr := statetest.StartRedis(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+state:
+  redis:
+    address: %q
+commands:
+  - cmd: sh
+    args: ["-c", 'echo "$AMX_ALERT_1_FINGERPRINT" >> "$0/once"', %[2]q]
+    match_labels: {alertname: Once}
+  - cmd: sh
+    args: ["-c", 'trap "echo usr1 >> $0/signalled; exit 0" USR1; echo $$ >> "$0/long"; while :; do sleep 0.05; done', %[2]q]
+    match_labels: {alertname: Long}
+    max: 1
+    by: [instance]
+    wait: false
+    resolved_signal: SIGUSR1
+`, addr, dir))
+	a, b := startAmx(t, "-f", cfg), startAmx(t, "-f", cfg)
+	if !strings.Contains(a.Logs(), `state="redis `+addr+`"`) {
+		t.Errorf("the startup line does not name the backend:\n%s", a.Logs())
+	}
+	urls := []string{"http://" + a.addr + "/", "http://" + b.addr + "/"}
+
+	// One notification, to both replicas at once: one run.
+	once := alertJSON("firing", "f1", "2026-12-05T08:00:00Z", `{"alertname":"Once"}`)
+	answers := []<-chan answer{postAsync(urls[0], once), postAsync(urls[1], once)}
+	for i, c := range answers {
+		if got := <-c; got.code != 200 {
+			t.Errorf("replica %d: %d %q", i, got.code, got.body)
+		}
+	}
+	if n := lines(dir, "once"); n != 1 {
+		t.Errorf("the action ran %d times across the replicas, want once", n)
+	}
+
+	// 100 notifications for one host, new occurrences split across
+	// both: one process runs.
+	var wg sync.WaitGroup
+	for i := range 100 {
+		body := alertJSON("firing", fmt.Sprintf("L%02d", i), fmt.Sprintf("2026-12-05T08:%02d:00Z", i%60),
+			`{"alertname":"Long","instance":"db1"}`)
+		wg.Go(func() {
+			if got := tryPost(nil, urls[i%2], body); got.code != 200 {
+				t.Errorf("notification %d: %d %q", i, got.code, got.body)
+			}
+		})
+	}
+	wg.Wait()
+	runnertest.Eventually(t, "the process", func() bool { return lines(dir, "long") == 1 })
+	skipped := metric(t, a, `am_executor_skipped_total{reason="fingerover"}`) + metric(t, b, `am_executor_skipped_total{reason="fingerover"}`)
+	if skipped != 99 {
+		t.Errorf("skipped by max across replicas: %v, want 99", skipped)
+	}
+
+	// The resolve of the alert it runs for, sent to both replicas: the one
+	// that runs it signals it, whichever got the resolve first.
+	b1, _ := os.ReadFile(filepath.Join(dir, "long"))
+	runner := a
+	if metric(t, b, "am_executor_processes_current") == 1 {
+		runner = b
+	}
+	other := map[*amx]*amx{a: b, b: a}[runner]
+	m := regexp.MustCompile(`msg=started name=commands\[1\] cmd=sh fingerprint=(L\d\d)`).FindStringSubmatch(runner.Logs())
+	if m == nil {
+		t.Fatalf("no start of the long process in the logs of the replica that runs it (pid %s)", strings.TrimSpace(string(b1)))
+	}
+	start := time.Now()
+	post(t, nil, "http://"+other.addr+"/", alertJSON("resolved", m[1], "2026-12-05T08:00:00Z", `{"alertname":"Long","instance":"db1"}`))
+	runnertest.Eventually(t, "the process signalled through the other replica", func() bool { return lines(dir, "signalled") == 1 })
+	t.Logf("a resolve sent to the other replica reached the process in %v", time.Since(start).Round(time.Millisecond))
+}
