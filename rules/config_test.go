@@ -388,3 +388,39 @@ routes:
 		t.Errorf("err = %v\nwant %s", err, strings.Join(want, "\n"))
 	}
 }
+
+// TestStateRedis: state.redis, its secrets from files, and its mistakes.
+func TestStateRedis(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "amx.yml")
+	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := "state:\n  redis:\n    address: redis:6379\n    password_file: pw\n    db: 2\n    lease_ttl: 10s\ncommands:\n  - cmd: a\n"
+	if err := os.WriteFile(f, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Source{File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.State.Redis; r == nil || r.Address != "redis:6379" || r.Password != "s3cret" || r.DB != 2 || r.LeaseTTL != 10*time.Second ||
+		r.Timeout != DefaultRedisTimeout || r.KeyPrefix != "amx" || r.TLS != nil {
+		t.Errorf("redis: %+v", cfg.State.Redis)
+	}
+	bad := "state:\n  path: x.db\n  redis:\n    db: 20\n    tls:\n      cert_file: c.pem\ncommands:\n  - cmd: a\n"
+	if err := os.WriteFile(f, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(Source{File: f})
+	for _, want := range []string{
+		f + ":4:9: state.redis.db: want a database number from 0 to 15",
+		f + ":6:7: state.redis.tls.cert_file: give both cert_file and key_file, or neither",
+		f + ":4:5: state.redis.address: required: host:port of the Redis server",
+		f + ":2:3: state.redis: give path (one amx) or redis (replicas), not both",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
