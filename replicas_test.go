@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -93,4 +94,38 @@ commands:
 	post(t, nil, "http://"+other.addr+"/", alertJSON("resolved", m[1], "2026-12-05T08:00:00Z", `{"alertname":"Long","instance":"db1"}`))
 	runnertest.Eventually(t, "the process signalled through the other replica", func() bool { return lines(dir, "signalled") == 1 })
 	t.Logf("a resolve sent to the other replica reached the process in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestRedisDown: without Redis nothing starts, the answer is 503 so that
+// Alertmanager retries, /-/ready fails, and the errors are counted.
+func TestRedisDown(t *testing.T) {
+	addr, stop := statetest.StartRedisStoppable(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+state:
+  redis:
+    address: %q
+    timeout: 500ms
+commands:
+  - cmd: sh
+    args: ["-c", 'echo run >> "$0/runs"', %q]
+`, addr, dir))
+	a := startAmx(t, "-f", cfg)
+	url := "http://" + a.addr + "/"
+	stop()
+	firing := alertJSON("firing", "f1", "2026-12-05T08:00:00Z", `{"alertname":"A"}`)
+	if code, body := post(t, nil, url, firing); code != 503 || !strings.Contains(body, "nothing started; retry later") {
+		t.Errorf("with Redis down: %d %q, want 503", code, body)
+	}
+	if n := lines(dir, "runs"); n != 0 {
+		t.Errorf("%d runs without a claim", n)
+	}
+	if resp, err := http.Get("http://" + a.addr + "/-/ready"); err != nil || resp.StatusCode != 503 {
+		t.Errorf("/-/ready with Redis down: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
+	}
+	if metric(t, a, `am_executor_state_errors_total{op="admit"}`) < 1 {
+		t.Error("the failed admission is not counted")
+	}
 }

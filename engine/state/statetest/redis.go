@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,14 @@ import (
 // without persistence, until the test ends. It skips when redis-server is
 // missing, except under CI, which installs it.
 func StartRedis(t testing.TB) string {
+	t.Helper()
+	addr, _ := StartRedisStoppable(t)
+	return addr
+}
+
+// StartRedisStoppable is StartRedis, with a function that stops the
+// server before the test ends.
+func StartRedisStoppable(t testing.TB) (addr string, stop func()) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -28,7 +37,7 @@ func StartRedis(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	addr = ln.Addr().String()
 	_, port, _ := net.SplitHostPort(addr)
 	ln.Close()
 	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -36,7 +45,9 @@ func StartRedis(t testing.TB) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var once sync.Once
+	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	t.Cleanup(stop)
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	for deadline := time.Now().Add(30 * time.Second); c.Ping(context.Background()).Err() != nil; time.Sleep(20 * time.Millisecond) {
@@ -44,5 +55,5 @@ func StartRedis(t testing.TB) string {
 			t.Fatal("redis-server did not answer")
 		}
 	}
-	return addr
+	return addr, stop
 }
