@@ -885,10 +885,14 @@ func startAlertmanager(t *testing.T, bin, dir, amxAddr, httpConfig string) strin
 	return startAlertmanagerRepeating(t, bin, dir, amxAddr, httpConfig, "1h")
 }
 
-// startAlertmanagerRepeating is startAlertmanager with a repeat_interval.
-func startAlertmanagerRepeating(t *testing.T, bin, dir, amxAddr, httpConfig, repeat string) string {
+// startAlertmanagerRepeating is startAlertmanager with a repeat_interval,
+// and cluster flags (without, it runs alone).
+func startAlertmanagerRepeating(t *testing.T, bin, dir, amxAddr, httpConfig, repeat string, cluster ...string) string {
 	t.Helper()
 	amAddr := freeAddr(t)
+	if len(cluster) == 0 {
+		cluster = []string{"--cluster.listen-address="}
+	}
 	amCfg := writeFile(t, dir, "alertmanager.yml", fmt.Sprintf(`
 route:
   receiver: amx
@@ -902,8 +906,8 @@ receivers:
       - url: http://%s/
         send_resolved: true
 %s`, repeat, amxAddr, httpConfig))
-	am := exec.Command(bin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am-data"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=", "--log.level=debug")
+	am := exec.Command(bin, append([]string{"--config.file=" + amCfg, "--storage.path=" + filepath.Join(dir, "am-data"),
+		"--web.listen-address=" + amAddr, "--log.level=debug"}, cluster...)...)
 	var amLogs bytes.Buffer
 	am.Stdout, am.Stderr = &amLogs, &amLogs
 	if err := am.Start(); err != nil {

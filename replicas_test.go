@@ -129,3 +129,75 @@ commands:
 		t.Error("the failed admission is not counted")
 	}
 }
+
+// TestAlertmanagerClusterReplicas: two real Alertmanagers, each sending to
+// its own amx replica, the replicas sharing one Redis; the worst case for
+// copies. Clustered, the Alertmanagers suppress most second sends through
+// their gossip; partitioned (started without --cluster.peer, which is what
+// a partition looks like from amx's side), every notification reaches
+// both replicas. Either way each occurrence's action runs exactly once,
+// and its resolve signals the process on whichever replica runs it.
+func TestAlertmanagerClusterReplicas(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	for _, clustered := range []bool{true, false} {
+		name := map[bool]string{true: "clustered", false: "partitioned"}[clustered]
+		t.Run(name, func(t *testing.T) {
+			addr := statetest.StartRedis(t)
+			dir := t.TempDir()
+			cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+state:
+  redis:
+    address: %q
+commands:
+  - cmd: sh
+    args: ["-c", 'trap "echo usr1 >> $0/signalled; exit 0" USR1; echo $$ >> "$0/runs"; while :; do sleep 0.05; done', %q]
+    wait: false
+    resolved_signal: SIGUSR1
+`, addr, dir))
+			a1, a2 := startAmx(t, "-f", cfg), startAmx(t, "-f", cfg)
+			peer1, peer2 := freeAddr(t), freeAddr(t)
+			for _, d := range []string{"am1", "am2"} {
+				if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cluster1 := []string{"--cluster.listen-address=" + peer1, "--cluster.advertise-address=" + peer1, "--cluster.peer-timeout=1s"}
+			cluster2 := []string{"--cluster.listen-address=" + peer2, "--cluster.advertise-address=" + peer2, "--cluster.peer-timeout=1s"}
+			if clustered {
+				cluster2 = append(cluster2, "--cluster.peer="+peer1)
+			}
+			am1 := startAlertmanagerRepeating(t, bin, filepath.Join(dir, "am1"), a1.addr, "", "1h", cluster1...)
+			am2 := startAlertmanagerRepeating(t, bin, filepath.Join(dir, "am2"), a2.addr, "", "1h", cluster2...)
+
+			// The same alert, with the same startsAt, to both.
+			startsAt := time.Now().UTC().Add(-time.Minute)
+			alert := func(endsAt time.Time) map[string]any {
+				a := map[string]any{"labels": map[string]string{"alertname": "AmxCluster", "instance": "host1"},
+					"startsAt": startsAt.Format(time.RFC3339Nano)}
+				if !endsAt.IsZero() {
+					a["endsAt"] = endsAt.Format(time.RFC3339Nano)
+				}
+				return a
+			}
+			postAlerts(t, am1, alert(time.Time{}))
+			postAlerts(t, am2, alert(time.Time{}))
+			notified := func(a *amx) float64 { // 0, not -1, before the first
+				return max(0, metric(t, a, `am_executor_notifications_total{code="200",status="firing"}`))
+			}
+			runnertest.Eventually(t, "the first notification answered", func() bool { return notified(a1)+notified(a2) >= 1 })
+			if !clustered {
+				runnertest.Eventually(t, "both replicas notified", func() bool { return notified(a1) >= 1 && notified(a2) >= 1 })
+			}
+			runnertest.Eventually(t, "the process running", func() bool { return lines(dir, "runs") >= 1 })
+			t.Logf("%s: firing notifications answered: %v by amx 1, %v by amx 2", name, notified(a1), notified(a2))
+
+			end := time.Now().UTC()
+			postAlerts(t, am1, alert(end))
+			postAlerts(t, am2, alert(end))
+			runnertest.Eventually(t, "the process signalled", func() bool { return lines(dir, "signalled") == 1 })
+			if n := lines(dir, "runs"); n != 1 {
+				t.Errorf("the action ran %d times across the replicas, want once", n)
+			}
+		})
+	}
+}
