@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,5 +200,50 @@ commands:
 				t.Errorf("the action ran %d times across the replicas, want once", n)
 			}
 		})
+	}
+}
+
+// TestReplicaKilled: a replica killed with kill -9 stops renewing its
+// leases; within lease_ttl the other replica may start the action its
+// process held, while that process still runs on the dead replica's host.
+func TestReplicaKilled(t *testing.T) {
+	addr := statetest.StartRedis(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+state:
+  redis:
+    address: %q
+    lease_ttl: 1s
+commands:
+  - cmd: sh
+    args: ["-c", 'echo $$ >> "$0/runs"; exec sleep 1000', %q]
+    max: 1
+    by: [instance]
+    wait: false
+`, addr, dir))
+	a, b := startAmx(t, "-f", cfg), startAmx(t, "-f", cfg)
+	post(t, nil, "http://"+a.addr+"/", alertJSON("firing", "f1", "2026-12-05T08:00:00Z", `{"instance":"db1"}`))
+	runnertest.Eventually(t, "the first process", func() bool { return lines(dir, "runs") == 1 })
+	orphan := runnertest.ReadInt(t, filepath.Join(dir, "runs"))
+	t.Cleanup(func() { syscall.Kill(-orphan, syscall.SIGKILL) })
+	post(t, nil, "http://"+b.addr+"/", alertJSON("firing", "f2", "2026-12-05T08:01:00Z", `{"instance":"db1"}`))
+	if n := lines(dir, "runs"); n != 1 {
+		t.Fatalf("max: 1 across replicas while both live: %d processes", n)
+	}
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	err := <-a.done
+	a.done <- err // for the cleanup
+	killed := time.Now()
+	for i := 3; lines(dir, "runs") < 2; i++ {
+		if time.Since(killed) > deadline {
+			t.Fatal("the other replica never started the action after the lease's TTL")
+		}
+		post(t, nil, "http://"+b.addr+"/", alertJSON("firing", fmt.Sprint("f", i), fmt.Sprintf("2026-12-05T08:%02d:00Z", i), `{"instance":"db1"}`))
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the dead replica's lease expired, and the other started the action, %v after kill -9", time.Since(killed).Round(10*time.Millisecond))
+	// As documented: the dead replica's process outlives it.
+	if runnertest.Gone(orphan) {
+		t.Errorf("the dead replica's process %d is gone: update docs/state.md", orphan)
 	}
 }
