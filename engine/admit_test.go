@@ -3,12 +3,15 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/runner"
+	"github.com/amx-dev/amx/runner/runnertest"
 )
 
 // planOf is a plan of one action per claim.
@@ -85,4 +88,38 @@ func TestMaxUnderConcurrency(t *testing.T) {
 	if adm.Reasons[0] != "" {
 		t.Errorf("after the processes ended: %q", adm.Reasons[0])
 	}
+}
+
+// TestBackstop: a process runs here for an alert whose resolve another
+// replica received and whose broadcast this one missed; the backstop finds
+// the tombstone and signals it.
+func TestBackstop(t *testing.T) {
+	dir := t.TempDir()
+	e, _ := reloadable(t, dir, fmt.Sprintf(`routes:
+  - name: long
+    wait: false
+    resolved_signal: SIGUSR1
+    lua: exec("sh", "-c", 'trap "echo usr1 > $0/signalled; exit 0" USR1; echo $$ > $0/pid; while :; do sleep 0.05; done', %q)
+`, dir))
+	m, err := Decode([]byte(`{"status":"firing","alerts":[{"status":"firing","fingerprint":"f1","startsAt":"2026-01-01T00:00:00Z","labels":{"a":"b"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failures, busy := e.Handle(context.Background(), m); len(failures) > 0 || busy != nil {
+		t.Fatal(failures, busy)
+	}
+	runnertest.ReadInt(t, filepath.Join(dir, "pid"))
+	e.backstopOnce(time.Second)
+	if _, err := os.Stat(filepath.Join(dir, "signalled")); err == nil {
+		t.Fatal("signalled without a resolve")
+	}
+	// The other replica's resolve: only its tombstone reaches the store.
+	if _, err := e.state.Admit(context.Background(), state.Batch{Tombstones: []string{occurrence(&m.Alerts[0])}}); err != nil {
+		t.Fatal(err)
+	}
+	e.backstopOnce(time.Second)
+	runnertest.Eventually(t, "the process signalled by the backstop", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "signalled"))
+		return err == nil
+	})
 }

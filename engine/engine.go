@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,11 @@ type Engine struct {
 	// closes it.
 	state    state.Store
 	ownState bool
+	// running counts the occurrences processes run for here, for the
+	// backstop of resolves broadcast while this replica missed them.
+	running  occurrences
+	stop     chan struct{}
+	stopOnce sync.Once
 
 	reload reloader
 }
@@ -88,6 +94,10 @@ func New(opts Options) *Engine {
 	e.state.OnEvict(func(kind string) { m.evicted.WithLabelValues(kind).Inc() })
 	// A resolve another replica received signals what runs here.
 	e.state.OnResolve(func(fingerprints []string) { e.run.Resolve(fingerprints) })
+	e.stop = make(chan struct{})
+	if e.state.Shared() {
+		go e.backstop(10 * time.Second)
+	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "am_executor_max_processes",
 		Help: "The max_processes limit in force (0: none); am_executor_processes_current is the count.",
@@ -314,10 +324,19 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 		}
 		switch reason {
 		case "":
-			lease := adm.Leases[i]
+			lease, occ := adm.Leases[i], claim.Occurrence
+			if !claim.Firing {
+				occ = "" // its resolve has come already
+			}
+			if occ != "" {
+				e.running.add(occ, act.Fingerprint)
+			}
 			act.Ended = func() {
 				e.state.Release(lease)
 				e.capacity.give(1)
+				if occ != "" {
+					e.running.remove(occ)
+				}
 			}
 			actions = append(actions, *act)
 			admitted = append(admitted, i)
@@ -452,9 +471,93 @@ func (e *Engine) answer(w http.ResponseWriter, status string, code int, text str
 // ones may finish until ctx is done, then their process groups are killed.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.ready.Store(false)
+	e.stopOnce.Do(func() { close(e.stop) })
 	err := e.run.Shutdown(ctx)
 	if e.ownState {
 		e.state.Close()
 	}
 	return err
+}
+
+// occurrences counts the live processes per alert occurrence.
+type occurrences struct {
+	mu sync.Mutex
+	m  map[string]liveOccurrence
+}
+
+type liveOccurrence struct {
+	fingerprint string
+	n           int
+}
+
+func (o *occurrences) add(occ, fingerprint string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = make(map[string]liveOccurrence)
+	}
+	x := o.m[occ]
+	o.m[occ] = liveOccurrence{fingerprint, x.n + 1}
+}
+
+func (o *occurrences) remove(occ string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if x := o.m[occ]; x.n <= 1 {
+		delete(o.m, occ)
+	} else {
+		o.m[occ] = liveOccurrence{x.fingerprint, x.n - 1}
+	}
+}
+
+func (o *occurrences) list() (occs, fingerprints []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for occ, x := range o.m {
+		occs, fingerprints = append(occs, occ), append(fingerprints, x.fingerprint)
+	}
+	return occs, fingerprints
+}
+
+// backstop signals, every period, the processes running here for an
+// occurrence another replica saw resolve, in case its broadcast was
+// missed (this replica was reconnecting to the store).
+func (e *Engine) backstop(period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		e.backstopOnce(period)
+	}
+}
+
+// backstopOnce is one round of the backstop.
+func (e *Engine) backstopOnce(timeout time.Duration) {
+	occs, fps := e.running.list()
+	if len(occs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	done, err := e.state.Tombstoned(ctx, occs)
+	cancel()
+	if err != nil {
+		e.stateError("backstop", err)
+		return
+	}
+	var resolved []string
+	for _, occ := range done {
+		for i := range occs {
+			if occs[i] == occ {
+				resolved = append(resolved, fps[i])
+			}
+		}
+	}
+	if len(resolved) > 0 {
+		e.log.Warn("resolves found by the backstop, not by their broadcast: signalling", "fingerprints", resolved)
+		e.run.Resolve(resolved)
+	}
 }

@@ -388,6 +388,19 @@ func (c *core) await(ctx context.Context, id string) (string, error) {
 	}
 }
 
+func (c *core) tombstoned(occurrences []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.opts.Now()
+	var out []string
+	for _, occ := range occurrences {
+		if c.live(KindTombstone+"/"+occ, now) != nil {
+			out = append(out, occ)
+		}
+	}
+	return out
+}
+
 func (c *core) release(l Lease) {
 	if l.id == "" {
 		return

@@ -554,6 +554,31 @@ func (s *redisStore) OnResolve(f func(fingerprints []string)) {
 	}()
 }
 
+func (s *redisStore) Tombstoned(ctx context.Context, occurrences []string) ([]string, error) {
+	if len(occurrences) == 0 {
+		return nil, nil
+	}
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.IntCmd, len(occurrences))
+	for i, occ := range occurrences {
+		cmds[i] = pipe.Exists(cctx, s.prefix+KindTombstone+"/"+occ)
+	}
+	if _, err := pipe.Exec(cctx); err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, c := range cmds {
+		if c.Val() == 1 {
+			out = append(out, occurrences[i])
+		}
+	}
+	return out, nil
+}
+
+func (s *redisStore) Shared() bool { return true }
+
 func (s *redisStore) String() string { return "redis " + s.c.Options().Addr }
 
 func (s *redisStore) Close() error {

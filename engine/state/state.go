@@ -192,6 +192,11 @@ type Store interface {
 	// one amx (memory, bolt) both do nothing.
 	Broadcast(ctx context.Context, fingerprints []string) error
 	OnResolve(f func(fingerprints []string))
+	// Tombstoned returns those of the occurrences whose resolve was seen:
+	// the backstop for a broadcast a replica missed. Shared reports
+	// whether other replicas may share the store, so that it is needed.
+	Tombstoned(ctx context.Context, occurrences []string) ([]string, error)
+	Shared() bool
 	// String names the backend, for the startup line.
 	String() string
 	Close() error

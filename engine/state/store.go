@@ -104,6 +104,13 @@ func (s *local) SetRetention(d time.Duration) { s.core.setRetention(d) }
 
 func (s *local) OnEvict(f func(kind string)) { s.core.onEvict.Store(&f) }
 
+// Tombstoned returns the occurrences with a tombstone.
+func (s *local) Tombstoned(_ context.Context, occurrences []string) ([]string, error) {
+	return s.core.tombstoned(occurrences), nil
+}
+
+func (s *local) Shared() bool { return false }
+
 // Broadcast and OnResolve do nothing: no other replica shares the store.
 func (s *local) Broadcast(context.Context, []string) error { return nil }
 func (s *local) OnResolve(func([]string))                  {}
