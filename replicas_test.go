@@ -97,37 +97,48 @@ commands:
 	t.Logf("a resolve sent to the other replica reached the process in %v", time.Since(start).Round(time.Millisecond))
 }
 
-// TestRedisDown: without Redis nothing starts, the answer is 503 so that
-// Alertmanager retries, /-/ready fails, and the errors are counted.
-func TestRedisDown(t *testing.T) {
-	addr, stop := statetest.StartRedisStoppable(t)
+// TestRedisOutage: while Redis does not answer (paused with SIGSTOP, so
+// that its data survives) nothing starts, the answers are 503, /-/ready
+// fails and the errors are counted; once Redis is back, Alertmanager's
+// retries run the action, once.
+func TestRedisOutage(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	r := statetest.NewRedis(t, false)
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
 state:
   redis:
     address: %q
-    timeout: 500ms
+    timeout: 300ms
 commands:
   - cmd: sh
     args: ["-c", 'echo run >> "$0/runs"', %q]
-`, addr, dir))
+`, r.Addr, dir))
 	a := startAmx(t, "-f", cfg)
-	url := "http://" + a.addr + "/"
-	stop()
-	firing := alertJSON("firing", "f1", "2026-12-05T08:00:00Z", `{"alertname":"A"}`)
-	if code, body := post(t, nil, url, firing); code != 503 || !strings.Contains(body, "nothing started; retry later") {
-		t.Errorf("with Redis down: %d %q, want 503", code, body)
-	}
+	am := startAlertmanager(t, bin, dir, a.addr, "")
+	r.Pause()
+	postAlerts(t, am, map[string]any{"labels": map[string]string{"alertname": "AmxOutage", "instance": "host1"},
+		"startsAt": time.Now().UTC().Format(time.RFC3339Nano)})
+	runnertest.Eventually(t, "503s during the outage", func() bool {
+		return metric(t, a, `am_executor_notifications_total{code="503",status="firing"}`) >= 2
+	})
 	if n := lines(dir, "runs"); n != 0 {
 		t.Errorf("%d runs without a claim", n)
 	}
 	if resp, err := http.Get("http://" + a.addr + "/-/ready"); err != nil || resp.StatusCode != 503 {
-		t.Errorf("/-/ready with Redis down: %v %v", resp.StatusCode, err)
+		t.Errorf("/-/ready during the outage: %v %v", resp, err)
 	} else {
 		resp.Body.Close()
 	}
 	if metric(t, a, `am_executor_state_errors_total{op="admit"}`) < 1 {
-		t.Error("the failed admission is not counted")
+		t.Error("the failed admissions are not counted")
+	}
+	r.Resume()
+	runnertest.Eventually(t, "the retry answered 200", func() bool {
+		return metric(t, a, `am_executor_notifications_total{code="200",status="firing"}`) >= 1
+	})
+	if n := lines(dir, "runs"); n != 1 {
+		t.Errorf("after the outage the action ran %d times, want once", n)
 	}
 }
 

@@ -106,3 +106,19 @@ func TestRedisStore(t *testing.T) {
 		t.Errorf("list cooldowns: %v %+v", err, entries)
 	}
 }
+
+// TestRedisRestartKeepsOnce: with AOF, a once mark outlives a restart of
+// Redis itself.
+func TestRedisRestartKeepsOnce(t *testing.T) {
+	r := statetest.NewRedis(t, true)
+	s := openRedis(t, r.Addr)
+	once := Claim{ID: "o", Once: true, Action: "o"}
+	v := admitOne(t, s, once)
+	settle(t, s, once, Delivered)
+	s.Release(v.Lease)
+	r.Stop()
+	r.Start()
+	if v := admitOne(t, s, once); v.Reason != Once {
+		t.Errorf("once after a restart of Redis with AOF: %q", v.Reason)
+	}
+}
