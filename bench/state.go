@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,11 +46,14 @@ const (
 	spawnBolt   = "spawn-bolt"
 	onceMemory  = "once-memory"
 	onceBolt    = "once-bolt"
+	incrRedis   = "incr-redis"
+	spawnRedis  = "spawn-redis"
 )
 
 // stateConfigs are the contestants' configurations; dir holds the state
-// files.
-func stateConfigs(dir string) map[string]string {
+// files, redisAddr is the Redis server ("" leaves the Redis contestants
+// out).
+func stateConfigs(dir, redisAddr string) map[string]string {
 	incr := "routes:\n  - name: count\n    lua: |\n      state.incr(\"seen:\" .. alert.labels.instance)\n"
 	spawn := "commands:\n  - cmd: /bin/true\n"
 	// once: the claim must be on disk before the process starts.
@@ -56,7 +61,7 @@ func stateConfigs(dir string) map[string]string {
 	bolt := func(name string) string {
 		return fmt.Sprintf("state:\n  path: %s\n", filepath.Join(dir, name+".db"))
 	}
-	return map[string]string{
+	configs := map[string]string{
 		incrMemory:  incr,
 		incrBolt:    bolt(incrBolt) + incr,
 		spawnMemory: spawn,
@@ -64,6 +69,12 @@ func stateConfigs(dir string) map[string]string {
 		onceMemory:  once,
 		onceBolt:    bolt(onceBolt) + once,
 	}
+	if redisAddr != "" {
+		r := fmt.Sprintf("state:\n  redis:\n    address: %s\n    key_prefix: %%s\n", redisAddr)
+		configs[incrRedis] = fmt.Sprintf(r, incrRedis) + incr
+		configs[spawnRedis] = fmt.Sprintf(r, spawnRedis) + spawn
+	}
+	return configs
 }
 
 // stateBench measures notifications/s and the server's CPU per
@@ -74,7 +85,15 @@ func (b *bench) stateBench() error {
 		return err
 	}
 	names := []string{incrMemory, incrBolt, spawnMemory, spawnBolt, onceMemory, onceBolt}
-	for name, c := range stateConfigs(b.dir) {
+	redisAddr, stopRedis, err := startRedis(b.dir)
+	if err != nil {
+		return err
+	}
+	defer stopRedis()
+	if redisAddr != "" {
+		names = append(names, incrRedis, spawnRedis)
+	}
+	for name, c := range stateConfigs(b.dir, redisAddr) {
 		if err := writeFile(filepath.Join(b.dir, name+".yml"), c); err != nil {
 			return err
 		}
@@ -119,6 +138,37 @@ func (b *bench) stateBench() error {
 		}
 	}
 	return nil
+}
+
+// startRedis runs a redis-server without persistence on a free port, or
+// says it is not installed ("" and no error): the Redis contestants are
+// then left out.
+func startRedis(dir string) (addr string, stop func(), err error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		progress("redis-server not installed: the Redis contestants are left out")
+		return "", func() {}, nil
+	}
+	addr, err = freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("redis-server did not listen on %s", addr)
+		}
+	}
 }
 
 // cpu is the CPU time the server has used so far, user and system, from
@@ -166,5 +216,9 @@ func (b *bench) stateMarkdown() string {
 	fmt.Fprintf(&w, "| (j) the same, `state.path` (its claim committed with the outcome) | %s | %s | j/i %s | ≥ 0.9 |\n", rate(b.stateRate[spawnBolt]), us(b.stateCPU[spawnBolt]), ratio(spawnBolt, spawnMemory))
 	fmt.Fprintf(&w, "| (k) the same command with `once: true`, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[onceMemory]), us(b.stateCPU[onceMemory]))
 	fmt.Fprintf(&w, "| (l) the same, `state.path`: its claim is on disk (fsync) before each start | %s | %s | l/k %s | |\n", rate(b.stateRate[onceBolt]), us(b.stateCPU[onceBolt]), ratio(onceBolt, onceMemory))
+	if len(b.stateRate[incrRedis]) > 0 {
+		fmt.Fprintf(&w, "| (m) route calling `state.incr`, state in Redis (local, no persistence) | %s | %s | m/g %s | ≥ 0.7 |\n", rate(b.stateRate[incrRedis]), us(b.stateCPU[incrRedis]), ratio(incrRedis, incrMemory))
+		fmt.Fprintf(&w, "| (n) classic command spawning `/bin/true`, state in Redis | %s | %s | n/i %s | ≥ 0.9 |\n", rate(b.stateRate[spawnRedis]), us(b.stateCPU[spawnRedis]), ratio(spawnRedis, spawnMemory))
+	}
 	return w.String()
 }
