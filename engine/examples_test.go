@@ -3,11 +3,15 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/amx-dev/amx/rules"
 )
@@ -178,5 +182,48 @@ func TestRouteActionsShareEnvironment(t *testing.T) {
 		if size > envBudget {
 			t.Fatalf("action %d: %d bytes of variables, over the budget of %d", i, size, envBudget)
 		}
+	}
+}
+
+// TestReplicasDocExample: the Kubernetes sketch in docs/replicas.md
+// parses, and the configuration its ConfigMap holds is one amx loads.
+func TestReplicasDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/replicas.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Kubernetes, two replicas and Redis")
+	_, rest, ok2 := strings.Cut(rest, "```yaml\n")
+	manifests, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no yaml block under the Kubernetes heading")
+	}
+	dec := yaml.NewDecoder(strings.NewReader(manifests))
+	kinds := map[string]int{}
+	for {
+		var m struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := dec.Decode(&m); err != nil {
+			if err == io.EOF {
+				break
+			}
+			t.Fatal(err)
+		}
+		kinds[m.Kind]++
+		if cfg, ok := m.Data["amx.yml"]; ok {
+			file := filepath.Join(t.TempDir(), "amx.yml")
+			if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := rules.Load(rules.Source{File: file})
+			if err != nil || c.State.Redis == nil || c.State.Redis.Address != "amx-redis:6379" {
+				t.Errorf("the ConfigMap's amx.yml: %v", err)
+			}
+		}
+	}
+	if kinds["Deployment"] != 2 || kinds["Service"] != 2 || kinds["ConfigMap"] != 1 {
+		t.Errorf("kinds: %v", kinds)
 	}
 }
