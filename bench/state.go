@@ -85,7 +85,7 @@ func (b *bench) stateBench() error {
 		return err
 	}
 	names := []string{incrMemory, incrBolt, spawnMemory, spawnBolt, onceMemory, onceBolt}
-	redisAddr, stopRedis, err := startRedis(b.dir)
+	redisAddr, stopRedis, err := startRedis(b.dir, b.loadCPUs)
 	if err != nil {
 		return err
 	}
@@ -140,10 +140,11 @@ func (b *bench) stateBench() error {
 	return nil
 }
 
-// startRedis runs a redis-server without persistence on a free port, or
+// startRedis runs a redis-server without persistence on a free port, on
+// the load generator's cores (so that it does not take the server's), or
 // says it is not installed ("" and no error): the Redis contestants are
 // then left out.
-func startRedis(dir string) (addr string, stop func(), err error) {
+func startRedis(dir, cpus string) (addr string, stop func(), err error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		progress("redis-server not installed: the Redis contestants are left out")
@@ -154,7 +155,7 @@ func startRedis(dir string) (addr string, stop func(), err error) {
 		return "", nil, err
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	cmd := pinned(cpus, bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
 	if err := cmd.Start(); err != nil {
 		return "", nil, err
 	}
