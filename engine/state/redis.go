@@ -122,19 +122,31 @@ func (s *redisStore) renew() {
 		}
 		s.mu.Unlock()
 		if len(held) > 0 {
-			expires := float64(time.Now().Add(s.opts.LeaseTTL).UnixMilli())
-			pipe := s.c.Pipeline()
+			var keys []string
+			args := []any{s.opts.LeaseTTL.Milliseconds()}
 			for m, k := range held {
-				pipe.ZAddXX(ctx, k, redis.Z{Score: expires, Member: m})
-				pipe.PExpire(ctx, k, 2*s.opts.LeaseTTL)
+				keys, args = append(keys, k), append(args, m)
 			}
-			if _, err := pipe.Exec(ctx); err != nil {
+			if err := renewScript.Run(ctx, s.c, keys, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 				s.opts.Log.Warn("state: renewing leases", "err", err)
 			}
 		}
 		cancel()
 	}
 }
+
+// renewScript pushes the expiry of leases (KEYS[i], member ARGV[i+1]) to
+// the server's now plus ARGV[1] ms, if they are still held.
+var renewScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+for i, k in ipairs(KEYS) do
+  redis.call('ZADD', k, 'XX', now + ttl, ARGV[i + 1])
+  redis.call('PEXPIRE', k, 2 * ttl)
+end
+return 1
+`)
 
 // redisClaim is a Claim as the admission script reads it: every key it
 // touches named in full.

@@ -122,3 +122,24 @@ func TestRedisRestartKeepsOnce(t *testing.T) {
 		t.Errorf("once after a restart of Redis with AOF: %q", v.Reason)
 	}
 }
+
+// TestRedisLeaseRenewed: a lease held past its TTL is renewed, by the
+// server's clock, while its process runs, and ends when released.
+func TestRedisLeaseRenewed(t *testing.T) {
+	addr := statetest.StartRedis(t)
+	s, err := OpenRedis(context.Background(), RedisOptions{Client: redis.NewClient(&redis.Options{Addr: addr}),
+		LeaseTTL: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	v := admitOne(t, s, Claim{ID: "1", Action: "a", Key: "k", Max: 1})
+	time.Sleep(time.Second) // three TTLs
+	if w := admitOne(t, s, Claim{ID: "2", Action: "a", Key: "k", Max: 1}); w.Reason != Max {
+		t.Errorf("a lease held past its TTL: %q, want %q", w.Reason, Max)
+	}
+	s.Release(v.Lease)
+	if w := admitOne(t, s, Claim{ID: "3", Action: "a", Key: "k", Max: 1}); w.Reason != "" {
+		t.Errorf("after the release: %q", w.Reason)
+	}
+}
