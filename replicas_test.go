@@ -255,7 +255,7 @@ commands:
 	t.Logf("the dead replica's lease expired, and the other started the action, %v after kill -9", time.Since(killed).Round(10*time.Millisecond))
 	// As documented: the dead replica's process outlives it.
 	if runnertest.Gone(orphan) {
-		t.Errorf("the dead replica's process %d is gone: update docs/state.md", orphan)
+		t.Errorf("the dead replica's process %d is gone: update docs/replicas.md", orphan)
 	}
 }
 
