@@ -191,8 +191,10 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 	case d.busy != nil:
 		e.m.errors.WithLabelValues(stageBusy).Inc()
 		e.answer(w, msg.Status, http.StatusServiceUnavailable, strings.Join(append(d.failures, d.busy.Error()), "\n"))
+		e.delivered(d, false)
 	case len(d.failures) > 0:
 		e.answer(w, msg.Status, http.StatusInternalServerError, strings.Join(d.failures, "\n"))
+		e.delivered(d, false)
 	default:
 		e.answer(w, msg.Status, http.StatusOK, "ok")
 		// Delivered only once Alertmanager can have it: a client gone
@@ -221,22 +223,35 @@ const copyWait = 8 * time.Second
 type delivery struct {
 	failures []string
 	busy     error
-	// succeeded are the actions that succeeded, to settle as delivered
-	// once Alertmanager has the answer.
-	succeeded []state.Settlement
+	// outcomes are how this delivery's own actions went (failed or
+	// succeeded), settled once the answer is written, so that a copy
+	// waiting for them answers after it; copies are the actions it
+	// skipped as duplicates of successes, to mark delivered with it.
+	outcomes, copies []state.Settlement
 }
 
-// delivered records whether the answer reached Alertmanager as a success:
-// then a copy within the dedupe window is a duplicate and a later one a
-// repeat; else a retry skips what succeeded, for state.retention.
+// delivered settles the delivery's claims in one call, once its answer is
+// written: with an answer that reached Alertmanager as a success, the
+// successes are delivered (a copy within the dedupe window is then a
+// duplicate, a later one a repeat); else they stay succeeded, and a retry
+// skips them for state.retention.
 func (e *Engine) delivered(d delivery, ok bool) {
-	if !ok || len(d.succeeded) == 0 {
+	settle := d.outcomes
+	for i := range settle {
+		if ok && settle[i].Outcome == state.Succeeded {
+			settle[i].Outcome = state.Delivered
+		}
+	}
+	if ok {
+		for _, c := range d.copies {
+			c.Outcome = state.Delivered
+			settle = append(settle, c)
+		}
+	}
+	if len(settle) == 0 {
 		return
 	}
-	for i := range d.succeeded {
-		d.succeeded[i].Outcome = state.Delivered
-	}
-	if err := e.state.Settle(context.Background(), d.succeeded); err != nil {
+	if err := e.state.Settle(context.Background(), settle); err != nil {
 		e.stateError("settle", err)
 	}
 }
@@ -354,7 +369,7 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 		case state.Duplicate, state.Once:
 			// Delivered with this answer: a retry that reaches
 			// Alertmanager ends the retry case for what succeeded.
-			d.succeeded = append(d.succeeded, state.Settlement{ID: claim.ID, Once: claim.Once, Window: time.Duration(e.window.Load())})
+			d.copies = append(d.copies, state.Settlement{ID: claim.ID, Once: claim.Once, Window: time.Duration(e.window.Load()), Copy: true})
 			e.log.Debug("skipped: already ran for this occurrence", "name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint, "reason", reason)
 		default:
 			e.log.Info("skipped", "reason", reason, "name", act.Name, "cmd", act.Cmd, "key", claim.Key, "fingerprint", act.Fingerprint)
@@ -363,7 +378,7 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 		skipped.add(reason, 1)
 	}
 	results := e.run.Run(actions)
-	settle := make([]state.Settlement, 0, len(results))
+	d.outcomes = make([]state.Settlement, 0, len(results))
 	for j, res := range results {
 		claim := &plan.Claims[admitted[j]]
 		outcome := state.Succeeded
@@ -375,14 +390,8 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 				d.failures = append(d.failures, res.Action.Name+": "+res.Err.Error())
 			}
 		}
-		s := state.Settlement{ID: claim.ID, Once: claim.Once, Outcome: outcome, Window: time.Duration(e.window.Load())}
-		settle = append(settle, s)
-		if outcome == state.Succeeded {
-			d.succeeded = append(d.succeeded, s)
-		}
-	}
-	if err := e.state.Settle(ctx, settle); err != nil {
-		e.stateError("settle", err)
+		d.outcomes = append(d.outcomes, state.Settlement{ID: claim.ID, Once: claim.Once, Outcome: outcome,
+			Window: time.Duration(e.window.Load())})
 	}
 	// A copy of a delivery still being answered answers as it does. An
 	// original still running after copyWait has not answered Alertmanager
@@ -404,8 +413,8 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 		default: // succeeded, or still running
 			e.m.skipped.WithLabelValues(state.Duplicate).Inc()
 			skipped.add(state.Duplicate, 1)
-			d.succeeded = append(d.succeeded, state.Settlement{ID: plan.Claims[i].ID, Once: plan.Claims[i].Once,
-				Window: time.Duration(e.window.Load())})
+			d.copies = append(d.copies, state.Settlement{ID: plan.Claims[i].ID, Once: plan.Claims[i].Once,
+				Window: time.Duration(e.window.Load()), Copy: true})
 		}
 	}
 	// One line per notification, once its actions have started (or ended,

@@ -342,7 +342,7 @@ func (c *core) settle(s []Settlement) uint64 {
 			continue
 		}
 		id := KindClaim + "/" + st.ID
-		if w := c.waiters[id]; w != nil {
+		if w := c.waiters[id]; w != nil && !st.Copy {
 			w.outcome = st.Outcome
 			close(w.done)
 			delete(c.waiters, id)
@@ -352,10 +352,9 @@ func (c *core) settle(s []Settlement) uint64 {
 			continue
 		}
 		switch {
-		case st.Outcome == Delivered && e.State == Delivered:
-			// A copy answered: the window runs from the first answer.
-		case st.Outcome == Delivered && e.State == Pending:
-			// Not this delivery's claim to settle.
+		case st.Copy && e.State != Succeeded:
+			// A copy answered: the window runs from the first answer,
+			// and a claim still pending is its own delivery's to settle.
 		case st.Outcome == Failed:
 			c.remove(&ch, id)
 		case st.Outcome == Delivered && !st.Once && st.Window <= 0:

@@ -346,7 +346,7 @@ for _, st in ipairs(b.settle) do
   local v = redis.call('GET', st.claim)
   if v then
     local e = cjson.decode(v)
-    if st.outcome == 'delivered' and (e.state == 'delivered' or e.state == 'pending') then
+    if st.copy and e.state ~= 'succeeded' then
     elseif st.outcome == 'failed' then redis.call('DEL', st.claim)
     elseif st.outcome == 'delivered' and not st.once and st.window <= 0 then redis.call('DEL', st.claim)
     elseif st.outcome == 'delivered' and not st.once then
@@ -365,6 +365,7 @@ func (s *redisStore) Settle(ctx context.Context, st []Settlement) error {
 		Outcome string `json:"outcome"`
 		Once    bool   `json:"once"`
 		Window  int64  `json:"window"`
+		Copy    bool   `json:"copy"`
 	}
 	in := struct {
 		Retention int64      `json:"retention"`
@@ -372,7 +373,7 @@ func (s *redisStore) Settle(ctx context.Context, st []Settlement) error {
 	}{Retention: s.retention.Load(), Settle: []settleJS{}}
 	for _, x := range st {
 		if x.ID != "" {
-			in.Settle = append(in.Settle, settleJS{s.prefix + KindClaim + "/" + x.ID, x.Outcome, x.Once, x.Window.Milliseconds()})
+			in.Settle = append(in.Settle, settleJS{s.prefix + KindClaim + "/" + x.ID, x.Outcome, x.Once, x.Window.Milliseconds(), x.Copy})
 		}
 	}
 	if len(in.Settle) == 0 {

@@ -80,12 +80,15 @@ type Verdict struct {
 // Lease is a live process counted against max.
 type Lease struct{ id string }
 
-// Settlement is how a claim went.
+// Settlement is how a claim went. A Copy settlement is a delivery's word
+// on a claim another delivery made and settled: it only turns a success
+// into a delivered one.
 type Settlement struct {
 	ID      string
 	Once    bool
 	Outcome string
 	Window  time.Duration
+	Copy    bool
 }
 
 // Write is one change a script asked for: set (Value), incr (by Value.Num)

@@ -50,13 +50,9 @@ func admitOne(t *testing.T, s Store, c Claim) Verdict {
 	return adm.Verdicts[0]
 }
 
-// settle settles a claim as the engine does: a success first, then, once
-// the answer is delivered, delivered.
+// settle settles a claim as the engine does, once the answer is written.
 func settle(t *testing.T, s Store, c Claim, outcome string) {
 	t.Helper()
-	if outcome == Delivered {
-		settle(t, s, c, Succeeded)
-	}
 	if err := s.Settle(context.Background(), []Settlement{{ID: c.ID, Once: c.Once, Outcome: outcome, Window: c.Window}}); err != nil {
 		t.Fatal(err)
 	}
@@ -328,5 +324,26 @@ func BenchmarkDelivery(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestCopySettlement: a copy's word on another delivery's claim turns a
+// success into a delivered one, and nothing else.
+func TestCopySettlement(t *testing.T) {
+	for name, s := range backends(t, Options{}) {
+		ctx := context.Background()
+		c := Claim{ID: "x", Action: "a", Window: time.Hour}
+		admitOne(t, s, c)
+		copied := []Settlement{{ID: c.ID, Outcome: Delivered, Window: c.Window, Copy: true}}
+		s.Settle(ctx, copied) // still pending: its own delivery settles it
+		if v := admitOne(t, s, c); v.Reason != Pending {
+			t.Errorf("%s: a copy settled a pending claim: %q", name, v.Reason)
+		}
+		settle(t, s, c, Succeeded)
+		s.Settle(ctx, copied)
+		entries, _ := s.List(ctx, KindClaim+"/x")
+		if len(entries) != 1 || entries[0].State != Delivered {
+			t.Errorf("%s: after a copy's delivered answer: %+v", name, entries)
+		}
 	}
 }
