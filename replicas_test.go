@@ -4,16 +4,20 @@ package main
 // real redis-server.
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/amx-dev/amx/engine/state/statetest"
 	"github.com/amx-dev/amx/runner/runnertest"
@@ -343,4 +347,53 @@ routes:
 		t.Errorf("%d occurrences ran, %d of them more than once; want %d, each once", len(seen), twice, occurrences)
 	}
 	t.Logf("after round 1: %+v; after round 2: %+v", first, settled())
+}
+
+// TestRedisRoundTrips: a notification costs Redis one script call to admit
+// its claims and one to settle them, whatever the number of its actions,
+// and one call per process to release its lease.
+func TestRedisRoundTrips(t *testing.T) {
+	addr := statetest.StartRedis(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
+state:
+  redis:
+    address: %q
+commands:
+  - cmd: "true"
+  - cmd: "true"
+    args: [second]
+`, addr))
+	a := startAmx(t, "-f", cfg)
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n {
+		post(t, nil, "http://"+a.addr+"/", alertJSON("firing", "f1", fmt.Sprintf("2026-12-05T08:%02d:00Z", i), `{"alertname":"A"}`))
+	}
+	stats, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := func(cmd string) int { // that succeeded
+		m := regexp.MustCompile(`cmdstat_` + cmd + `:calls=(\d+),.*failed_calls=(\d+)`).FindStringSubmatch(stats)
+		if m == nil {
+			return 0
+		}
+		v, _ := strconv.Atoi(m[1])
+		failed, _ := strconv.Atoi(m[2])
+		return v - failed
+	}
+	// A script's first call loads it (EVALSHA fails, EVAL follows); a
+	// lease renewal may fall in the middle.
+	if got := calls("evalsha") + calls("eval"); got < 2*n || got > 2*n+1 {
+		t.Errorf("%d script calls for %d notifications of two actions, want 2 each:\n%s", got, n, stats)
+	}
+	if got := calls("zrem"); got != 2*n {
+		t.Errorf("%d lease releases, want %d", got, 2*n)
+	}
 }
