@@ -56,8 +56,6 @@ type Admission struct {
 	Stale []bool
 	// Refused are the script writes the store's bounds refused.
 	Refused []string
-	// taken is the capacity held for the admitted actions.
-	taken int
 }
 
 // Admit is the one admission step, shared by the server and by amx test
@@ -78,9 +76,10 @@ func Admit(ctx context.Context, st state.Store, plan *Plan, window time.Duration
 	for i := room; i < n; i++ {
 		adm.Reasons[i] = SkipCapacity
 	}
-	claims := make([]state.Claim, room)
+	// The plan is this notification's own: its claims are completed in
+	// place rather than copied, which for a large group is megabytes.
+	claims := plan.Claims[:room]
 	for i := range claims {
-		claims[i] = plan.Claims[i]
 		claims[i].Window = window
 	}
 	res, err := st.Admit(ctx, state.Batch{Tombstones: plan.Tombstones, Claims: claims, Writes: plan.Writes})
@@ -99,12 +98,13 @@ func Admit(ctx context.Context, st state.Store, plan *Plan, window time.Duration
 		return Admission{}, err
 	}
 	admitted := make(map[string]bool)
+	taken := 0
 	for i, v := range res.Verdicts {
 		adm.Reasons[i], adm.Leases[i], adm.Stale[i] = v.Reason, v.Lease, v.Stale
 		id := claims[i].ID
 		switch {
 		case v.Reason == "":
-			adm.taken++
+			taken++
 			admitted[id] = true
 		case v.Reason == state.Pending && admitted[id]:
 			// The same action twice for one occurrence in this very
@@ -114,7 +114,7 @@ func Admit(ctx context.Context, st state.Store, plan *Plan, window time.Duration
 		}
 	}
 	if capacity != nil {
-		capacity.give(room - adm.taken)
+		capacity.give(room - taken)
 	}
 	adm.Refused = res.Refused
 	return adm, nil

@@ -277,8 +277,8 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 			}
 			if d.notif == nil {
 				d.notif = scriptView(d.msg)
+				d.notif.State = d.read
 			}
-			d.notif.State = d.read
 			res, err := r.vm.Run(ctx, r.scripts[ri], route.Name, d.notif, i)
 			switch {
 			case err != nil:

@@ -319,7 +319,8 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 			e.stateError("broadcast", err)
 		}
 	}
-	adm, err := Admit(ctx, e.state, &plan, time.Duration(e.window.Load()), &e.capacity)
+	window := time.Duration(e.window.Load())
+	adm, err := Admit(ctx, e.state, &plan, window, &e.capacity)
 	if err != nil {
 		e.stateError("admit", err)
 		d.busy = fmt.Errorf("state store: %v: nothing started; retry later", err)
@@ -328,59 +329,14 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 	for _, r := range adm.Refused {
 		e.log.Warn("state change refused", "err", r)
 	}
-	var actions []runner.Action
-	var admitted, pending []int
-	refused := 0
-	for i := range plan.Actions {
-		act, claim, reason := &plan.Actions[i], &plan.Claims[i], adm.Reasons[i]
-		if adm.Stale[i] {
-			e.log.Warn("a claim was left pending by an earlier run of amx: counted as started", "name", act.Name,
-				"cmd", act.Cmd, "fingerprint", act.Fingerprint, "skipped", reason)
-		}
-		switch reason {
-		case "":
-			lease, occ := adm.Leases[i], claim.Occurrence
-			if !claim.Firing {
-				occ = "" // its resolve has come already
-			}
-			if occ != "" {
-				e.running.add(occ, act.Fingerprint)
-			}
-			act.Ended = func() {
-				e.state.Release(lease)
-				e.capacity.give(1)
-				if occ != "" {
-					e.running.remove(occ)
-				}
-			}
-			actions = append(actions, *act)
-			admitted = append(admitted, i)
-			continue
-		case state.Pending:
-			e.log.Info("a copy of a notification still being answered: waiting for the answer of the delivery it copies",
-				"name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint)
-			pending = append(pending, i)
-			continue
-		case SkipCapacity:
-			refused++
-		case state.Rate:
-			e.log.Warn("skipped: rate limit reached", "name", act.Name, "cmd", act.Cmd, "key", claim.Key,
-				"rate", fmt.Sprintf("%d/%s", claim.Rate.N, claim.Rate.Per))
-		case state.Duplicate, state.Once:
-			// Delivered with this answer: a retry that reaches
-			// Alertmanager ends the retry case for what succeeded.
-			d.copies = append(d.copies, state.Settlement{ID: claim.ID, Once: claim.Once, Window: time.Duration(e.window.Load()), Copy: true})
-			e.log.Debug("skipped: already ran for this occurrence", "name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint, "reason", reason)
-		default:
-			e.log.Info("skipped", "reason", reason, "name", act.Name, "cmd", act.Cmd, "key", claim.Key, "fingerprint", act.Fingerprint)
-		}
-		e.m.skipped.WithLabelValues(reason).Inc()
-		skipped.add(reason, 1)
-	}
-	results := e.run.Run(actions)
+	sorted := e.sortAdmission(&plan, adm, window, &d)
+	// Admission's skips are counted before anything runs, once per
+	// reason, as the plan's are.
+	e.countSkips(&skipped, sorted.skipped)
+	results := e.run.Run(sorted.actions)
 	d.outcomes = make([]state.Settlement, 0, len(results))
 	for j, res := range results {
-		claim := &plan.Claims[admitted[j]]
+		claim := &plan.Claims[sorted.index[j]]
 		outcome := state.Succeeded
 		if res.Err != nil {
 			outcome = state.Failed
@@ -390,33 +346,12 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 				d.failures = append(d.failures, res.Action.Name+": "+res.Err.Error())
 			}
 		}
-		d.outcomes = append(d.outcomes, state.Settlement{ID: claim.ID, Once: claim.Once, Outcome: outcome,
-			Window: time.Duration(e.window.Load())})
+		d.outcomes = append(d.outcomes, state.Settlement{ID: claim.ID, Once: claim.Once, Outcome: outcome, Window: window})
 	}
-	// A copy of a delivery still being answered answers as it does. An
-	// original still running after copyWait has not answered Alertmanager
-	// in time either: the copy answers that it runs, so that Alertmanager
-	// logs the notification delivered and can send the resolve that
-	// stops it.
-	for _, i := range pending {
-		act := &plan.Actions[i]
-		wctx, cancel := context.WithTimeout(ctx, copyWait)
-		outcome, err := e.state.Await(wctx, plan.Claims[i].ID)
-		cancel()
-		switch {
-		case err != nil && ctx.Err() != nil:
-			d.failures = append(d.failures, act.Name+": a copy of this notification is still running it: "+err.Error())
-		case outcome == state.Failed:
-			if act.NotifyOnFailure {
-				d.failures = append(d.failures, act.Name+": failed in the delivery this notification is a copy of")
-			}
-		default: // succeeded, or still running
-			e.m.skipped.WithLabelValues(state.Duplicate).Inc()
-			skipped.add(state.Duplicate, 1)
-			d.copies = append(d.copies, state.Settlement{ID: plan.Claims[i].ID, Once: plan.Claims[i].Once,
-				Window: time.Duration(e.window.Load()), Copy: true})
-		}
-	}
+	var copies skipCounts
+	e.awaitCopies(ctx, &plan, sorted.pending, window, &d, &copies)
+	e.countSkips(&skipped, copies)
+	refused := sorted.skipped.count(SkipCapacity)
 	// One line per notification, once its actions have started (or ended,
 	// as they wait): skipped counts every action or alert left out, with a
 	// field per reason.
@@ -428,6 +363,98 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 		d.busy = fmt.Errorf("%d actions not started: amx runs max_processes already; retry later", refused)
 	}
 	return d
+}
+
+// sorted is what admission made of a plan's actions.
+type sorted struct {
+	actions []runner.Action // to start, each releasing its lease when done
+	index   []int           // of each in the plan
+	pending []int           // copies of a delivery still being answered
+	skipped skipCounts
+}
+
+// sortAdmission turns the admission's verdicts into the actions to start,
+// bound to their lease and capacity slot, the copies to wait for, and the
+// skips, each logged as its reason deserves.
+func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, d *delivery) sorted {
+	var out sorted
+	for i := range plan.Actions {
+		act, claim, reason := &plan.Actions[i], &plan.Claims[i], adm.Reasons[i]
+		if adm.Stale[i] {
+			e.log.Warn("a claim was left pending by an earlier run of amx: counted as started", "name", act.Name,
+				"cmd", act.Cmd, "fingerprint", act.Fingerprint, "skipped", reason)
+		}
+		switch reason {
+		case "":
+			act.Ended = e.ended(adm.Leases[i], claim, act.Fingerprint)
+			out.actions = append(out.actions, *act)
+			out.index = append(out.index, i)
+			continue
+		case state.Pending:
+			e.log.Info("a copy of a notification still being answered: waiting for the answer of the delivery it copies",
+				"name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint)
+			out.pending = append(out.pending, i)
+			continue
+		case state.Rate:
+			e.log.Warn("skipped: rate limit reached", "name", act.Name, "cmd", act.Cmd, "key", claim.Key,
+				"rate", fmt.Sprintf("%d/%s", claim.Rate.N, claim.Rate.Per))
+		case state.Duplicate, state.Once:
+			// Delivered with this answer: a retry that reaches
+			// Alertmanager ends the retry case for what succeeded.
+			d.copies = append(d.copies, state.Settlement{ID: claim.ID, Once: claim.Once, Window: window, Copy: true})
+			e.log.Debug("skipped: already ran for this occurrence", "name", act.Name, "cmd", act.Cmd, "fingerprint", act.Fingerprint, "reason", reason)
+		case SkipCapacity: // one warning for the notification
+		default:
+			e.log.Info("skipped", "reason", reason, "name", act.Name, "cmd", act.Cmd, "key", claim.Key, "fingerprint", act.Fingerprint)
+		}
+		out.skipped.add(reason, 1)
+	}
+	return out
+}
+
+// ended is what an admitted action does once the runner is done with it:
+// give back its lease and capacity slot, and stop counting its occurrence
+// for the backstop.
+func (e *Engine) ended(lease state.Lease, claim *state.Claim, fingerprint string) func() {
+	occ := claim.Occurrence
+	if !claim.Firing {
+		occ = "" // its resolve has come already
+	}
+	if occ != "" {
+		e.running.add(occ, fingerprint)
+	}
+	return func() {
+		e.state.Release(lease)
+		e.capacity.give(1)
+		if occ != "" {
+			e.running.remove(occ)
+		}
+	}
+}
+
+// awaitCopies waits for the deliveries the pending actions copy, and
+// answers as each did. An original still running after copyWait has not
+// answered Alertmanager in time either: the copy answers that it runs, so
+// that Alertmanager logs the notification delivered and can send the
+// resolve that stops it.
+func (e *Engine) awaitCopies(ctx context.Context, plan *Plan, pending []int, window time.Duration, d *delivery, skipped *skipCounts) {
+	for _, i := range pending {
+		act, claim := &plan.Actions[i], &plan.Claims[i]
+		wctx, cancel := context.WithTimeout(ctx, copyWait)
+		outcome, err := e.state.Await(wctx, claim.ID)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() != nil:
+			d.failures = append(d.failures, act.Name+": a copy of this notification is still running it: "+err.Error())
+		case outcome == state.Failed:
+			if act.NotifyOnFailure {
+				d.failures = append(d.failures, act.Name+": failed in the delivery this notification is a copy of")
+			}
+		default: // succeeded, or still running
+			skipped.add(state.Duplicate, 1)
+			d.copies = append(d.copies, state.Settlement{ID: claim.ID, Once: claim.Once, Window: window, Copy: true})
+		}
+	}
 }
 
 // skipCounts counts skips by reason, for the notification's log line.
@@ -451,6 +478,24 @@ func (c *skipCounts) add(reason string, n int) {
 	}
 	c.reasons = append(c.reasons, reason)
 	c.counts = append(c.counts, n)
+}
+
+// countSkips adds skips to the metric and to the notification's counts.
+func (e *Engine) countSkips(notification *skipCounts, c skipCounts) {
+	for i, r := range c.reasons {
+		e.m.skipped.WithLabelValues(r).Add(float64(c.counts[i]))
+		notification.add(r, c.counts[i])
+	}
+}
+
+// count is the number of skips for a reason.
+func (c *skipCounts) count(reason string) int {
+	for i, r := range c.reasons {
+		if r == reason {
+			return c.counts[i]
+		}
+	}
+	return 0
 }
 
 // attrs are skipped=<total> and skipped_<reason>=<n> for each reason seen.

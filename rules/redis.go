@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"time"
@@ -94,16 +95,9 @@ func (d *decoder) redisTLS(n *yaml.Node, path, dir string) *tls.Config {
 			cert, err = tls.X509KeyPair(certPEM, keyPEM)
 			c.Certificates = []tls.Certificate{cert}
 		}
-		if err = cmpErr(err, kerr); err != nil {
+		if err = cmp.Or(err, kerr); err != nil {
 			d.errorf(certNode, join(path, "cert_file"), "%v", err)
 		}
 	}
 	return c
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }

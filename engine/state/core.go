@@ -260,7 +260,7 @@ func (c *core) claim(ch *[]change, cl *Claim, now time.Time) Verdict {
 		c.put(ch, rateID, &Entry{Kind: KindRate, Starts: starts, Expires: now.Add(cl.Rate.Per)})
 	}
 	c.leases[leaseID]++
-	return Verdict{Lease: Lease{leaseID}, Stale: stale}
+	return Verdict{Lease: Lease{key: leaseID}, Stale: stale}
 }
 
 // mustPersist reports whether the claim must be on disk before its
@@ -401,13 +401,13 @@ func (c *core) tombstoned(occurrences []string) []string {
 }
 
 func (c *core) release(l Lease) {
-	if l.id == "" {
+	if l.key == "" {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.leases[l.id]--; c.leases[l.id] <= 0 {
-		delete(c.leases, l.id)
+	if c.leases[l.key]--; c.leases[l.key] <= 0 {
+		delete(c.leases, l.key)
 	}
 }
 

@@ -323,7 +323,7 @@ func (s *redisStore) Admit(ctx context.Context, b Batch) (Admission, error) {
 		stale, _ := res[2*i+1].(int64)
 		adm.Verdicts[i] = Verdict{Reason: reason, Stale: stale == 1}
 		if reason == "" {
-			l := Lease{id: in.Claims[i].Lease + "\x00" + in.Claims[i].Member}
+			l := Lease{key: in.Claims[i].Lease, member: in.Claims[i].Member}
 			adm.Verdicts[i].Lease = l
 			s.mu.Lock()
 			s.leases[in.Claims[i].Member] = in.Claims[i].Lease
@@ -421,8 +421,8 @@ func (s *redisStore) Await(ctx context.Context, id string) (string, error) {
 }
 
 func (s *redisStore) Release(l Lease) {
-	key, member, ok := strings.Cut(l.id, "\x00")
-	if !ok {
+	key, member := l.key, l.member
+	if member == "" {
 		return
 	}
 	s.mu.Lock()

@@ -78,7 +78,10 @@ type Verdict struct {
 }
 
 // Lease is a live process counted against max.
-type Lease struct{ id string }
+type Lease struct {
+	key    string // the action and key it counts for
+	member string // which of them, where a backend tells them apart (Redis)
+}
 
 // Settlement is how a claim went. A Copy settlement is a delivery's word
 // on a claim another delivery made and settled: it only turns a success
