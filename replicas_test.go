@@ -23,6 +23,13 @@ import (
 	"github.com/amx-dev/amx/runner/runnertest"
 )
 
+// redisConfig writes dir/amx.yml: the state in Redis at addr, with more
+// settings of state.redis (lines of its section), and then config.
+func redisConfig(t *testing.T, dir, addr, settings, config string) string {
+	t.Helper()
+	return writeFile(t, dir, "amx.yml", fmt.Sprintf("state:\n  redis:\n    address: %q\n", addr)+settings+config)
+}
+
 // TestReplicas: the same notification sent to both replicas at once runs
 // its action once, and both answer 200; max: 1 holds across replicas under
 // notifications split across both; a resolve that lands on the replica
@@ -30,22 +37,19 @@ import (
 func TestReplicas(t *testing.T) {
 	addr := statetest.StartRedis(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-state:
-  redis:
-    address: %q
+	cfg := redisConfig(t, dir, addr, "", fmt.Sprintf(`
 commands:
   - cmd: sh
-    args: ["-c", 'echo "$AMX_ALERT_1_FINGERPRINT" >> "$0/once"', %[2]q]
+    args: ["-c", 'echo "$AMX_ALERT_1_FINGERPRINT" >> "$0/once"', %[1]q]
     match_labels: {alertname: Once}
   - cmd: sh
-    args: ["-c", 'trap "echo usr1 >> $0/signalled; exit 0" USR1; echo $$ >> "$0/long"; while :; do sleep 0.05; done', %[2]q]
+    args: ["-c", 'trap "echo usr1 >> $0/signalled; exit 0" USR1; echo $$ >> "$0/long"; while :; do sleep 0.05; done', %[1]q]
     match_labels: {alertname: Long}
     max: 1
     by: [instance]
     wait: false
     resolved_signal: SIGUSR1
-`, addr, dir))
+`, dir))
 	a, b := startAmx(t, "-f", cfg), startAmx(t, "-f", cfg)
 	if !strings.Contains(a.Logs(), `state="redis `+addr+`"`) {
 		t.Errorf("the startup line does not name the backend:\n%s", a.Logs())
@@ -109,15 +113,11 @@ func TestRedisOutage(t *testing.T) {
 	bin := alertmanagerBinary(t)
 	r := statetest.NewRedis(t, false)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-state:
-  redis:
-    address: %q
-    timeout: 300ms
+	cfg := redisConfig(t, dir, r.Addr, "    timeout: 300ms\n", fmt.Sprintf(`
 commands:
   - cmd: sh
     args: ["-c", 'echo run >> "$0/runs"', %q]
-`, r.Addr, dir))
+`, dir))
 	a := startAmx(t, "-f", cfg)
 	am := startAlertmanager(t, bin, dir, a.addr, "")
 	r.Pause()
@@ -160,16 +160,13 @@ func TestAlertmanagerClusterReplicas(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			addr := statetest.StartRedis(t)
 			dir := t.TempDir()
-			cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-state:
-  redis:
-    address: %q
+			cfg := redisConfig(t, dir, addr, "", fmt.Sprintf(`
 commands:
   - cmd: sh
     args: ["-c", 'trap "echo usr1 >> $0/signalled; exit 0" USR1; echo $$ >> "$0/runs"; while :; do sleep 0.05; done', %q]
     wait: false
     resolved_signal: SIGUSR1
-`, addr, dir))
+`, dir))
 			a1, a2 := startAmx(t, "-f", cfg), startAmx(t, "-f", cfg)
 			peer1, peer2 := freeAddr(t), freeAddr(t)
 			for _, d := range []string{"am1", "am2"} {
@@ -224,18 +221,14 @@ commands:
 func TestReplicaKilled(t *testing.T) {
 	addr := statetest.StartRedis(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-state:
-  redis:
-    address: %q
-    lease_ttl: 1s
+	cfg := redisConfig(t, dir, addr, "    lease_ttl: 1s\n", fmt.Sprintf(`
 commands:
   - cmd: sh
     args: ["-c", 'echo $$ >> "$0/runs"; exec sleep 1000', %q]
     max: 1
     by: [instance]
     wait: false
-`, addr, dir))
+`, dir))
 	a, b := startAmx(t, "-f", cfg), startAmx(t, "-f", cfg)
 	post(t, nil, "http://"+a.addr+"/", alertJSON("firing", "f1", "2026-12-05T08:00:00Z", `{"instance":"db1"}`))
 	runnertest.Eventually(t, "the first process", func() bool { return lines(dir, "runs") == 1 })
@@ -272,14 +265,11 @@ commands:
 func TestReplicasUnderLoad(t *testing.T) {
 	addr := statetest.StartRedis(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-state:
-  redis:
-    address: %q
+	cfg := redisConfig(t, dir, addr, "", fmt.Sprintf(`
 routes:
   - name: note
     lua: exec("sh", "-c", 'echo "$1" >> "$0/runs"', %q, alert.fingerprint)
-`, addr, dir))
+`, dir))
 	replicas := []*amx{startAmx(t, "-f", cfg), startAmx(t, "-f", cfg)}
 	client := &http.Client{Timeout: deadline, Transport: &http.Transport{MaxIdleConnsPerHost: 50}}
 	var mu sync.Mutex
@@ -355,15 +345,12 @@ routes:
 func TestRedisRoundTrips(t *testing.T) {
 	addr := statetest.StartRedis(t)
 	dir := t.TempDir()
-	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
-state:
-  redis:
-    address: %q
+	cfg := redisConfig(t, dir, addr, "", `
 commands:
   - cmd: "true"
   - cmd: "true"
     args: [second]
-`, addr))
+`)
 	a := startAmx(t, "-f", cfg)
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
