@@ -48,13 +48,19 @@ const (
 	onceBolt    = "once-bolt"
 	incrRedis   = "incr-redis"
 	spawnRedis  = "spawn-redis"
+	// The route that uses the sum: a read of the store per alert.
+	sumMemory = "sum-memory"
+	sumRedis  = "sum-redis"
 )
 
 // stateConfigs are the contestants' configurations; dir holds the state
 // files, redisAddr is the Redis server ("" leaves the Redis contestants
 // out).
 func stateConfigs(dir, redisAddr string) map[string]string {
+	// A statement state.incr records the increment without reading the
+	// sum (luaapi/rewrite.go); sum reads it.
 	incr := "routes:\n  - name: count\n    lua: |\n      state.incr(\"seen:\" .. alert.labels.instance)\n"
+	sum := "routes:\n  - name: count\n    lua: |\n      if state.incr(\"seen:\" .. alert.labels.instance) > 1e12 then exec(\"/bin/true\") end\n"
 	spawn := "commands:\n  - cmd: /bin/true\n"
 	// once: the claim must be on disk before the process starts.
 	once := "commands:\n  - cmd: /bin/true\n    once: true\n"
@@ -68,11 +74,13 @@ func stateConfigs(dir, redisAddr string) map[string]string {
 		spawnBolt:   bolt(spawnBolt) + spawn,
 		onceMemory:  once,
 		onceBolt:    bolt(onceBolt) + once,
+		sumMemory:   sum,
 	}
 	if redisAddr != "" {
 		r := fmt.Sprintf("state:\n  redis:\n    address: %s\n    key_prefix: %%s\n", redisAddr)
 		configs[incrRedis] = fmt.Sprintf(r, incrRedis) + incr
 		configs[spawnRedis] = fmt.Sprintf(r, spawnRedis) + spawn
+		configs[sumRedis] = fmt.Sprintf(r, sumRedis) + sum
 	}
 	return configs
 }
@@ -91,7 +99,7 @@ func (b *bench) stateBench() error {
 	}
 	defer stopRedis()
 	if redisAddr != "" {
-		names = append(names, incrRedis, spawnRedis)
+		names = append(names, incrRedis, spawnRedis, sumMemory, sumRedis)
 	}
 	for name, c := range stateConfigs(b.dir, redisAddr) {
 		if err := writeFile(filepath.Join(b.dir, name+".yml"), c); err != nil {
@@ -218,8 +226,10 @@ func (b *bench) stateMarkdown() string {
 	fmt.Fprintf(&w, "| (k) the same command with `once: true`, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[onceMemory]), us(b.stateCPU[onceMemory]))
 	fmt.Fprintf(&w, "| (l) the same, `state.path`: its claim is on disk (fsync) before each start | %s | %s | l/k %s | |\n", rate(b.stateRate[onceBolt]), us(b.stateCPU[onceBolt]), ratio(onceBolt, onceMemory))
 	if len(b.stateRate[incrRedis]) > 0 {
-		fmt.Fprintf(&w, "| (m) route calling `state.incr`, state in Redis (local, no persistence) | %s | %s | m/g %s | ≥ 0.7 |\n", rate(b.stateRate[incrRedis]), us(b.stateCPU[incrRedis]), ratio(incrRedis, incrMemory))
-		fmt.Fprintf(&w, "| (n) classic command spawning `/bin/true`, state in Redis | %s | %s | n/i %s | ≥ 0.9 |\n", rate(b.stateRate[spawnRedis]), us(b.stateCPU[spawnRedis]), ratio(spawnRedis, spawnMemory))
+		fmt.Fprintf(&w, "| (m) route calling `state.incr` (g), state in Redis (local, no persistence): 1 round trip | %s | %s | m/g %s | ≥ 0.7 |\n", rate(b.stateRate[incrRedis]), us(b.stateCPU[incrRedis]), ratio(incrRedis, incrMemory))
+		fmt.Fprintf(&w, "| (n) classic command spawning `/bin/true`, state in Redis: 2 round trips | %s | %s | n/i %s | ≥ 0.9 |\n", rate(b.stateRate[spawnRedis]), us(b.stateCPU[spawnRedis]), ratio(spawnRedis, spawnMemory))
+		fmt.Fprintf(&w, "| (o) route using the sum, `if state.incr(k) > 1e12 then ... end`, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[sumMemory]), us(b.stateCPU[sumMemory]))
+		fmt.Fprintf(&w, "| (p) the same, state in Redis: 1 round trip per alert's read, 1 to admit | %s | %s | p/o %s | |\n", rate(b.stateRate[sumRedis]), us(b.stateCPU[sumRedis]), ratio(sumRedis, sumMemory))
 	}
 	return w.String()
 }

@@ -29,11 +29,22 @@ import (
 // the script's order, positional ones keyed by their index:
 //
 //	exec{"cmd", host, max = 1}  →  <exec>(exec, 1, "cmd", 2, host, "max", 1)
+//
+// state.incr returns the sum, which costs a read of the store: a round trip
+// when the state is in Redis. A call that is a statement throws the sum
+// away, so it becomes a call that only records the increment:
+//
+//	state.incr(key, n)  →  <incr>(state, key, n)
+//
+// It differs from the call as written in one case, documented: on a key
+// that holds a string, the call as written fails the script, the rewritten
+// one leaves it to admission, which refuses the increment with a warning.
 
 const (
 	skipReturnName = "<skip>"
 	execFieldsName = "<exec>"
 	concatName     = "<concat>"
+	incrStmtName   = "<incr>"
 	// maxFields bounds the fields of a rewritten exec{}: each takes two
 	// registers of the call, and gopher-lua gives a function 200.
 	maxFields = 64
@@ -44,6 +55,13 @@ func rewrite(chunk []ast.Stmt) {
 	declared := declaredNames(chunk, false)
 	if !declared["skip"] {
 		rewriteSkips(chunk)
+	}
+	if !declared["state"] {
+		walk(chunk, func(st ast.Stmt) {
+			if st, ok := st.(*ast.FuncCallStmt); ok {
+				rewriteIncr(st)
+			}
+		}, func(*ast.Expr) {})
 	}
 	if !declared["exec"] {
 		walk(chunk, func(ast.Stmt) {}, func(e *ast.Expr) {
@@ -162,6 +180,24 @@ func rewriteExec(call *ast.FuncCallExpr) {
 	}
 	call.Func = ident(execFieldsName, call)
 	call.Args = args
+}
+
+// rewriteIncr turns the statement state.incr(...) into a call of
+// incrStmtName.
+func rewriteIncr(st *ast.FuncCallStmt) {
+	call, ok := st.Expr.(*ast.FuncCallExpr)
+	if !ok || call.Receiver != nil {
+		return
+	}
+	get, ok := call.Func.(*ast.AttrGetExpr)
+	if !ok || !isGlobal(get.Object, "state") {
+		return
+	}
+	if key, ok := get.Key.(*ast.StringExpr); !ok || key.Value != "incr" {
+		return
+	}
+	call.Args = append([]ast.Expr{get.Object}, call.Args...)
+	call.Func = ident(incrStmtName, call)
 }
 
 // multiValued reports whether e, last in a list, gives all its values.

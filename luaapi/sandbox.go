@@ -54,6 +54,7 @@ type state struct {
 
 	// The global exec and skip, as execFields and skipReturn know them.
 	execFn, skipFn *lua.LFunction
+	stateFn        lua.LValue // the state library, as scripts get it
 
 	fns map[*Script]*lua.LFunction // the scripts' main functions on this state
 
@@ -151,6 +152,7 @@ func newState() *state {
 		skipReturnName: s.skipReturn,
 		execFieldsName: s.execFields,
 		concatName:     concat,
+		incrStmtName:   s.incrStmt,
 	} {
 		g.RawSetString(name, L.NewFunction(fn))
 	}

@@ -46,12 +46,13 @@ type stateLib struct {
 }
 
 func (s *state) stateLib() lua.LValue {
-	return luar.New(s.L, stateLib{
+	s.stateFn = luar.New(s.L, stateLib{
 		Get:  func(L *luar.LState) int { return s.stateGet(L.LState) },
 		Set:  func(L *luar.LState) int { return s.stateSet(L.LState) },
 		Incr: func(L *luar.LState) int { return s.stateIncr(L.LState) },
 		Del:  func(L *luar.LState) int { return s.stateDel(L.LState) },
 	})
+	return s.stateFn
 }
 
 // stateKey checks the key argument of a state function.
@@ -154,6 +155,31 @@ func (s *state) stateSet(L *lua.LState) int {
 // ttl given when the key is created is its lifetime: the window runs from
 // the first increment.
 func (s *state) stateIncr(L *lua.LState) int {
+	key := s.incr(L)
+	v, ok := s.read(L, "state.incr", key)
+	return push(L, v, ok)
+}
+
+// incrStmt stands for the statement state.incr(...) (see rewrite.go): it
+// records the increment without reading the sum. Its first argument is the
+// script's state; if that is not the library, it calls its incr as
+// written.
+func (s *state) incrStmt(L *lua.LState) int {
+	if L.Get(1) != s.stateFn {
+		fn := L.GetField(L.Get(1), "incr")
+		L.Remove(1)
+		L.Insert(fn, 1)
+		L.Call(L.GetTop()-1, 0)
+		return 0
+	}
+	L.Remove(1)
+	s.incr(L)
+	return 0
+}
+
+// incr records the increment state.incr(key [, n [, ttl]]) asks for, and
+// returns its key.
+func (s *state) incr(L *lua.LState) string {
 	key := stateKey(L, "state.incr")
 	n := 1.0
 	if v := L.Get(2); v != lua.LNil {
@@ -164,8 +190,7 @@ func (s *state) stateIncr(L *lua.LState) int {
 		n = float64(num)
 	}
 	s.write(L, "state.incr", StateWrite{Op: "incr", Key: key, Value: StateValue{Num: n, IsNum: true}, TTL: ttlArg(L, "state.incr", 3)})
-	v, ok := s.read(L, "state.incr", key)
-	return push(L, v, ok)
+	return key
 }
 
 // state.del(key) removes a key.

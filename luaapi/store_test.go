@@ -76,7 +76,7 @@ func TestStateErrors(t *testing.T) {
 		{`state.set("k", ("v"):rep(5000))`, "rule.lua:1: bad argument #2 to state.set (a value is at most 4096 bytes, got 5000)"},
 		{`state.set("k", {})`, "rule.lua:1: bad argument #2 to state.set (want a string or a number, got table)"},
 		{`state.incr("k", 1, "soon")`, `rule.lua:1: bad argument #3 to state.incr (want a TTL: a duration ("24h") or seconds)`},
-		{`state.incr("s")`, "rule.lua:1: state.incr: s: the value is a string, not a number"},
+		{`local n = state.incr("s")`, "rule.lua:1: state.incr: s: the value is a string, not a number"},
 		{`for i = 1, 101 do state.set("k" .. i, i) end`, "rule.lua:1: state.set: more than 100 state changes in one run"},
 		{`state.get = nil`, "rule.lua:1: attempt to index a userdata value (global 'state')"},
 	} {
@@ -111,5 +111,67 @@ func TestExecKeyAndCooldown(t *testing.T) {
 		if _, err := run(t, src); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %s", src, err, want)
 		}
+	}
+}
+
+// TestIncrStatement: a statement state.incr(...), which Compile turns into
+// a call that does not read the sum, records the same writes and fails the
+// same way as the call as written, without reading the store.
+func TestIncrStatement(t *testing.T) {
+	for i, tc := range []struct {
+		src       string
+		rewritten bool
+	}{
+		{`state.incr("n")`, true},
+		{`state.incr("n", 2, "1h") exec("a") state.incr("m", -1)`, true},
+		{`if alert then state.incr("n") end`, true},
+		{`local function f() state.incr("n") end f()`, true},
+		// the first four read the store as written
+		{`state.incr("n", 1, "soon")`, true},
+		{`state.incr("")`, true},
+		{`state.incr("n", "x")`, true},
+		{`state.incr({})`, true},
+		{`state = {incr = function(k, n) env("K", k .. n) end} state.incr("n", 3)`, true},
+		{`state = 5 state.incr("n")`, true},
+		{`_G["<incr>"](print, "n")`, false},
+		{`local x = state.incr("n") exec("a", tostring(x))`, false},
+		{`if state.incr("n") > 2 then exec("a") end`, false},
+		{`local state = state state.incr("n")`, false},
+		{`state:incr("n")`, false},
+	} {
+		slow, err := compile("rule.lua", tc.src, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := compile("rule.lua", tc.src, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rewritten := mentions(fast.proto, incrStmtName) && !mentions(slow.proto, incrStmtName); rewritten != tc.rewritten {
+			t.Errorf("%s: rewritten %v, want %v", tc.src, rewritten, tc.rewritten)
+		}
+		vm := NewVM(time.Second, 0, nil)
+		reads := 0
+		n := notification()
+		n.State = func(route, key string) (StateValue, bool, error) {
+			reads++
+			return StateValue{Num: 2, IsNum: true}, true, nil
+		}
+		want, wantErr := vm.Run(context.Background(), slow, "route", n, 0)
+		slowReads := reads
+		reads = 0
+		got, gotErr := vm.Run(context.Background(), fast, "route", n, 0)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+			t.Errorf("%s:\nrewritten:  %+v %v\nas written: %+v %v", tc.src, got, gotErr, want, wantErr)
+		}
+		if tc.rewritten && reads != 0 || i < 4 && slowReads == 0 {
+			t.Errorf("%s: %d reads rewritten, %d as written", tc.src, reads, slowReads)
+		}
+	}
+	// The one difference: on a string, the statement leaves the refusal
+	// to admission.
+	res, err := runWithState(t, NewVM(time.Second, 0, nil), `state.incr("s")`, map[string]StateValue{"s": {Str: "x"}})
+	if err != nil || len(res.Writes) != 1 {
+		t.Errorf("incr statement on a string: %+v %v", res, err)
 	}
 }
