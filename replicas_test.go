@@ -4,8 +4,10 @@ package main
 // real redis-server.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -340,8 +342,9 @@ routes:
 }
 
 // TestRedisRoundTrips: a notification costs Redis one script call to admit
-// its claims and one to settle them, whatever the number of its actions,
-// and one call per process to release its lease.
+// its claims and one to settle them, whatever the number of its actions;
+// the lease of its last process to end is given back with the settle, and
+// each other one on its own when its process ends.
 func TestRedisRoundTrips(t *testing.T) {
 	addr := statetest.StartRedis(t)
 	dir := t.TempDir()
@@ -358,15 +361,45 @@ commands:
 	if err := c.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// MONITOR shows each command a client sends, and those of scripts
+	// marked "lua".
+	mon, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	lines := bufio.NewReader(mon)
+	if _, err := mon.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := lines.ReadString('\n'); err != nil || l != "+OK\r\n" {
+		t.Fatalf("MONITOR: %q %v", l, err)
+	}
 	const n = 20
 	for i := range n {
 		post(t, nil, "http://"+a.addr+"/", alertJSON("firing", "f1", fmt.Sprintf("2026-12-05T08:%02d:00Z", i), `{"alertname":"A"}`))
+	}
+	if err := c.Echo(ctx, "end of the notifications").Err(); err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]int{} // command -> calls sent by amx
+	for {
+		l, err := lines.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(l, `"end of the notifications"`) {
+			break
+		}
+		if f := strings.Fields(l); len(f) > 3 && !strings.Contains(l, " lua]") {
+			sent[strings.ToUpper(strings.Trim(f[3], `"`))]++
+		}
 	}
 	stats, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := func(cmd string) int { // that succeeded
+	calls := func(cmd string) int { // that succeeded, scripts' own included
 		m := regexp.MustCompile(`cmdstat_` + cmd + `:calls=(\d+),.*failed_calls=(\d+)`).FindStringSubmatch(stats)
 		if m == nil {
 			return 0
@@ -382,5 +415,8 @@ commands:
 	}
 	if got := calls("zrem"); got != 2*n {
 		t.Errorf("%d lease releases, want %d", got, 2*n)
+	}
+	if sent["ZREM"] != n {
+		t.Errorf("amx sent %d ZREM for %d notifications, want one each (the other lease with the settle): %v", sent["ZREM"], n, sent)
 	}
 }

@@ -123,3 +123,49 @@ func TestBackstop(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestLeaseGivenBackWhenItsProcessEnds: a process that ends while its
+// delivery waits for another no longer counts for max; only the last one
+// to end gives its lease back with the settle.
+func TestLeaseGivenBackWhenItsProcessEnds(t *testing.T) {
+	dir := t.TempDir()
+	e, _ := reloadable(t, dir, fmt.Sprintf(`routes:
+  - name: r
+    lua: |
+      if alert.labels.long then
+        exec("sh", "-c", 'echo $$ > $0/pid; while [ ! -e $0/stop ]; do sleep 0.05; done', %q)
+      end
+      exec{"sh", "-c", 'echo x >> $0/ran', %[1]q, key = "k", max = 1}
+`, dir))
+	msg := func(start int, labels string) *Message {
+		m, err := Decode(fmt.Appendf(nil, `{"status":"firing","alerts":[{"status":"firing","fingerprint":"f1","startsAt":"2026-01-01T00:%02d:00Z","labels":%s}]}`, start, labels))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	answered := make(chan []string, 1)
+	go func() {
+		failures, _ := e.Handle(context.Background(), msg(0, `{"long":"yes"}`))
+		answered <- failures
+	}()
+	defer func() {
+		writeTestFile(t, dir, "stop", "")
+		<-answered
+	}()
+	runnertest.ReadInt(t, filepath.Join(dir, "pid"))
+	// The first notification's short process ends on its own while its
+	// long one runs: a later occurrence's short one is then within max.
+	for start := 1; ; start++ {
+		if failures, busy := e.Handle(t.Context(), msg(start, `{"short":"yes"}`)); len(failures) != 0 || busy != nil {
+			t.Fatalf("%q %v", failures, busy)
+		}
+		if ran, _ := os.ReadFile(filepath.Join(dir, "ran")); len(ran) == 4 {
+			break
+		}
+		if start == 50 {
+			t.Fatal("the short process's lease was held while its delivery waited")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -228,6 +228,46 @@ type delivery struct {
 	// waiting for them answers after it; copies are the actions it
 	// skipped as duplicates of successes, to mark delivered with it.
 	outcomes, copies []state.Settlement
+	// ends holds the leases of the processes that end before the answer
+	// is written, to give back with the settle.
+	ends *endings
+}
+
+// endings holds the lease of a delivery's last process to end, when that
+// is before the delivery settles: its answer is then being written, and
+// the lease is given back with the settle. Every other lease is released
+// when its process ends, so that max does not count a process that has
+// ended while its delivery waits for others (or for the deliveries it
+// copies: a delivery with copies to wait for holds nothing).
+type endings struct {
+	mu      sync.Mutex
+	running int // the delivery's processes that have not ended
+	settled bool
+	leases  []state.Settlement
+}
+
+// hold keeps the lease for the settle, or reports that it must be
+// released now.
+func (x *endings) hold(l state.Lease) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.running--
+	if x.settled || x.running > 0 {
+		return false
+	}
+	x.leases = append(x.leases, state.Settlement{Release: l})
+	return true
+}
+
+// settle returns the leases held, and lets no more be held.
+func (x *endings) settle() []state.Settlement {
+	if x == nil {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.settled = true
+	return x.leases
 }
 
 // delivered settles the delivery's claims in one call, once its answer is
@@ -248,6 +288,7 @@ func (e *Engine) delivered(d delivery, ok bool) {
 			settle = append(settle, c)
 		}
 	}
+	settle = append(settle, d.ends.settle()...)
 	if len(settle) == 0 {
 		return
 	}
@@ -378,6 +419,8 @@ type sorted struct {
 // skips, each logged as its reason deserves.
 func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, d *delivery) sorted {
 	var out sorted
+	ends := &endings{}
+	d.ends = ends
 	for i := range plan.Actions {
 		act, claim, reason := &plan.Actions[i], &plan.Claims[i], adm.Reasons[i]
 		if adm.Stale[i] {
@@ -386,7 +429,7 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 		}
 		switch reason {
 		case "":
-			act.Ended = e.ended(adm.Leases[i], claim, act.Fingerprint)
+			act.Ended = e.ended(adm.Leases[i], claim, act.Fingerprint, ends)
 			out.actions = append(out.actions, *act)
 			out.index = append(out.index, i)
 			continue
@@ -409,13 +452,16 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 		}
 		out.skipped.add(reason, 1)
 	}
+	// Set before any of them starts.
+	ends.running, ends.settled = len(out.actions), len(out.pending) > 0
 	return out
 }
 
 // ended is what an admitted action does once the runner is done with it:
-// give back its lease and capacity slot, and stop counting its occurrence
-// for the backstop.
-func (e *Engine) ended(lease state.Lease, claim *state.Claim, fingerprint string) func() {
+// give back its lease (with its delivery's settle, if that is still to
+// come: one call to the store instead of two) and capacity slot, and stop
+// counting its occurrence for the backstop.
+func (e *Engine) ended(lease state.Lease, claim *state.Claim, fingerprint string, ends *endings) func() {
 	occ := claim.Occurrence
 	if !claim.Firing {
 		occ = "" // its resolve has come already
@@ -424,7 +470,9 @@ func (e *Engine) ended(lease state.Lease, claim *state.Claim, fingerprint string
 		e.running.add(occ, fingerprint)
 	}
 	return func() {
-		e.state.Release(lease)
+		if !ends.hold(lease) {
+			e.state.Release(lease)
+		}
 		e.capacity.give(1)
 		if occ != "" {
 			e.running.remove(occ)

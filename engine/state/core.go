@@ -338,6 +338,7 @@ func (c *core) settle(s []Settlement) uint64 {
 	now := c.opts.Now()
 	var ch []change
 	for _, st := range s {
+		c.releaseLocked(st.Release)
 		if st.ID == "" {
 			continue
 		}
@@ -401,11 +402,15 @@ func (c *core) tombstoned(occurrences []string) []string {
 }
 
 func (c *core) release(l Lease) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(l)
+}
+
+func (c *core) releaseLocked(l Lease) {
 	if l.key == "" {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.leases[l.key]--; c.leases[l.key] <= 0 {
 		delete(c.leases, l.key)
 	}

@@ -340,6 +340,7 @@ func (s *redisStore) Admit(ctx context.Context, b Batch) (Admission, error) {
 // settleScript moves claims to their outcomes, as the core's settle does.
 var settleScript = redis.NewScript(`
 local b = cjson.decode(ARGV[1])
+for _, r in ipairs(b.release) do redis.call('ZREM', r[1], r[2]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for _, st in ipairs(b.settle) do
@@ -368,15 +369,20 @@ func (s *redisStore) Settle(ctx context.Context, st []Settlement) error {
 		Copy    bool   `json:"copy"`
 	}
 	in := struct {
-		Retention int64      `json:"retention"`
-		Settle    []settleJS `json:"settle"`
-	}{Retention: s.retention.Load(), Settle: []settleJS{}}
+		Retention int64       `json:"retention"`
+		Settle    []settleJS  `json:"settle"`
+		Release   [][2]string `json:"release"`
+	}{Retention: s.retention.Load(), Settle: []settleJS{}, Release: [][2]string{}}
 	for _, x := range st {
 		if x.ID != "" {
 			in.Settle = append(in.Settle, settleJS{s.prefix + KindClaim + "/" + x.ID, x.Outcome, x.Once, x.Window.Milliseconds(), x.Copy})
 		}
+		if l := x.Release; l.member != "" {
+			s.drop(l)
+			in.Release = append(in.Release, [2]string{l.key, l.member})
+		}
 	}
-	if len(in.Settle) == 0 {
+	if len(in.Settle) == 0 && len(in.Release) == 0 {
 		return nil
 	}
 	arg, _ := json.Marshal(in)
@@ -425,15 +431,20 @@ func (s *redisStore) Release(l Lease) {
 	if member == "" {
 		return
 	}
-	s.mu.Lock()
-	delete(s.leases, member)
-	s.mu.Unlock()
+	s.drop(l)
 	ctx, cancel := s.ctx(context.Background())
 	defer cancel()
 	if err := s.c.ZRem(ctx, key, member).Err(); err != nil {
 		// It expires with its TTL.
 		s.opts.Log.Warn("state: releasing a lease", "err", err)
 	}
+}
+
+// drop stops renewing a lease: it is given back, or expires with its TTL.
+func (s *redisStore) drop(l Lease) {
+	s.mu.Lock()
+	delete(s.leases, l.member)
+	s.mu.Unlock()
 }
 
 func (s *redisStore) Get(ctx context.Context, namespace, key string) (Value, bool, error) {

@@ -85,13 +85,16 @@ type Lease struct {
 
 // Settlement is how a claim went. A Copy settlement is a delivery's word
 // on a claim another delivery made and settled: it only turns a success
-// into a delivered one.
+// into a delivered one. Release, when set, is a lease given back with the
+// settle, in the same call: the lease of a process that ended before its
+// delivery's answer was written. A Settlement may carry only a Release.
 type Settlement struct {
 	ID      string
 	Once    bool
 	Outcome string
 	Window  time.Duration
 	Copy    bool
+	Release Lease
 }
 
 // Write is one change a script asked for: set (Value), incr (by Value.Num)
