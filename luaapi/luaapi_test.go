@@ -204,6 +204,25 @@ func mentions(p *lua.FunctionProto, name string) bool {
 		slices.ContainsFunc(p.FunctionPrototypes, func(p *lua.FunctionProto) bool { return mentions(p, name) })
 }
 
+// rewritten compiles src as written (slow) and rewritten (fast), and
+// checks that the rewrite introduced a call of host function name or not,
+// as want says.
+func rewritten(t *testing.T, src, name string, want bool) (slow, fast *Script) {
+	t.Helper()
+	slow, err := compile("rule.lua", src, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err = compile("rule.lua", src, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mentions(fast.proto, name) && !mentions(slow.proto, name); got != want {
+		t.Errorf("%s: rewritten %v, want %v", src, got, want)
+	}
+	return slow, fast
+}
+
 // compareRewrite checks that a script gives the same result and error
 // with calls rewritten (fast) and as written (slow).
 func compareRewrite(t *testing.T, src string, slow, fast *Script) {
@@ -290,17 +309,7 @@ func TestExecFields(t *testing.T) {
 		{`_G["<exec>"](print, 5e7, "x")`, false},
 		{`_G["<exec>"](exec, 1, "a", true, 1)`, false},
 	} {
-		slow, err := compile("rule.lua", tc.src, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fast, err := compile("rule.lua", tc.src, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rewritten := mentions(fast.proto, execFieldsName) && !mentions(slow.proto, execFieldsName); rewritten != tc.rewritten {
-			t.Errorf("%s: rewritten %v, want %v", tc.src, rewritten, tc.rewritten)
-		}
+		slow, fast := rewritten(t, tc.src, execFieldsName, tc.rewritten)
 		compareRewrite(t, tc.src, slow, fast)
 	}
 }

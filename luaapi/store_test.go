@@ -139,17 +139,7 @@ func TestIncrStatement(t *testing.T) {
 		{`local state = state state.incr("n")`, false},
 		{`state:incr("n")`, false},
 	} {
-		slow, err := compile("rule.lua", tc.src, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fast, err := compile("rule.lua", tc.src, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rewritten := mentions(fast.proto, incrStmtName) && !mentions(slow.proto, incrStmtName); rewritten != tc.rewritten {
-			t.Errorf("%s: rewritten %v, want %v", tc.src, rewritten, tc.rewritten)
-		}
+		slow, fast := rewritten(t, tc.src, incrStmtName, tc.rewritten)
 		vm := NewVM(time.Second, 0, nil)
 		reads := 0
 		n := notification()
