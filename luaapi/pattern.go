@@ -514,18 +514,20 @@ func (m *matcher) replace(b *strings.Builder, repl lua.LValue, s, e int) {
 	var v lua.LValue
 	switch r := repl.(type) {
 	case lua.LString, lua.LNumber:
+		// The text between escapes is written a run at a time.
 		str := r.String()
-		for i := 0; i < len(str); i++ {
-			c := str[i]
-			if c != '%' {
-				b.WriteByte(c)
-				continue
+		for {
+			i := strings.IndexByte(str, '%')
+			if i < 0 {
+				b.WriteString(str)
+				return
 			}
-			if i++; i == len(str) {
+			b.WriteString(str[:i])
+			if i+1 == len(str) {
 				// Lua 5.1 would append a NUL byte.
 				L.RaiseError("invalid use of '%%' in replacement string")
 			}
-			switch d := str[i]; {
+			switch d := str[i+1]; {
 			case d == '0':
 				b.WriteString(m.src[s:e])
 			case '1' <= d && d <= '9':
@@ -533,8 +535,8 @@ func (m *matcher) replace(b *strings.Builder, repl lua.LValue, s, e int) {
 			default:
 				b.WriteByte(d)
 			}
+			str = str[i+2:]
 		}
-		return
 	case *lua.LTable:
 		v = L.GetTable(r, m.get(0, s, e))
 	case *lua.LFunction:
