@@ -341,6 +341,12 @@ commands:
 
 	firing := postAsync(url, payload(t, "firing-rebootmachine.json"))
 	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
+	// Until the shell's child has exec'd sleep it may still hold the
+	// shell's trap, which would take the signal meant for sleep.
+	runnertest.Eventually(t, "the grandchild running sleep", func() bool {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", grandchild))
+		return strings.HasPrefix(string(cmdline), "sleep\x00")
+	})
 
 	if code, body := post(t, nil, url, payload(t, "resolved-rebootmachine.json")); code != 200 {
 		t.Fatalf("resolved: %d %q", code, body)

@@ -126,7 +126,9 @@ commands:
 
 // TestKeys: two DiskFull alerts on db1 (two fingerprints) with by:
 // [instance] and max 1 start one cleanup; exec{key=} does the same from a
-// script; another host gets its own.
+// script; another host gets its own. The scripts run for firing alerts
+// only: a resolve's own exec would start or meet max depending on whether
+// the process it signalled had ended yet.
 func TestKeys(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "amx.yml", fmt.Sprintf(`
@@ -136,11 +138,13 @@ routes:
     max: 1
     wait: false
     lua: |
+      if alert.status ~= "firing" then return end
       exec("sh", "-c", 'echo "$1 $2" >> "$0/by"; exec sleep 1000', %[1]q, alert.labels.instance, alert.labels.mountpoint)
   - name: by-key
     max: 1
     wait: false
     lua: |
+      if alert.status ~= "firing" then return end
       exec{"sh", "-c", 'echo "$1" >> "$0/key"; exec sleep 1000', %[1]q, alert.labels.mountpoint, key = alert.labels.instance}
 `, dir))
 	a := startAmx(t, "-f", cfg)
