@@ -14,13 +14,7 @@ import (
 // promtool's check and its unit tests, and every amx metric it names is
 // one amx serves.
 func TestPrometheusAlerts(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is missing under CI: .ci/run must install prometheus")
-		}
-		t.Skip("promtool not installed (apt-get install prometheus); CI runs this test")
-	}
+	promtool := installed(t, "prometheus", "promtool")
 	for _, args := range [][]string{{"check", "rules", "amx-alerts.yml"}, {"test", "rules", "amx-alerts.test.yml"}} {
 		cmd := exec.Command(promtool, args...)
 		cmd.Dir = "examples/prometheus"

@@ -839,15 +839,23 @@ commands:
 
 func alertmanagerBinary(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
+	return installed(t, "prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
+}
+
+// installed returns the path of the first of names found, a program of the
+// Debian package pkg. Without it the test skips, except under CI, where
+// .ci/run must have installed it.
+func installed(t *testing.T, pkg string, names ...string) string {
+	t.Helper()
+	for _, name := range names {
 		if path, err := exec.LookPath(name); err == nil {
 			return path
 		}
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatal("Alertmanager is missing under CI: .ci/run must install prometheus-alertmanager")
+		t.Fatalf("%s is missing under CI: .ci/run must install %s", names[0], pkg)
 	}
-	t.Skip("Alertmanager not installed (apt-get install prometheus-alertmanager); CI runs this test")
+	t.Skipf("%s not installed (apt-get install %s); CI runs this test", names[0], pkg)
 	return ""
 }
 
