@@ -228,46 +228,50 @@ type delivery struct {
 	// waiting for them answers after it; copies are the actions it
 	// skipped as duplicates of successes, to mark delivered with it.
 	outcomes, copies []state.Settlement
-	// ends holds the leases of the processes that end before the answer
-	// is written, to give back with the settle.
+	// ends may hold the lease of its last process to end, to give back
+	// with the settle.
 	ends *endings
 }
 
 // endings holds the lease of a delivery's last process to end, when that
 // is before the delivery settles: its answer is then being written, and
-// the lease is given back with the settle. Every other lease is released
-// when its process ends, so that max does not count a process that has
-// ended while its delivery waits for others (or for the deliveries it
-// copies: a delivery with copies to wait for holds nothing).
+// the lease is given back with its action's settlement. Every other lease
+// is released when its process ends, so that max does not count a process
+// that has ended while its delivery waits for others (or for the
+// deliveries it copies: a delivery with copies to wait for holds nothing).
 type endings struct {
 	mu      sync.Mutex
 	running int // the delivery's processes that have not ended
 	settled bool
-	leases  []state.Settlement
+	held    int // the action whose lease is held, by its index in outcomes
+	lease   state.Lease
 }
 
-// hold keeps the lease for the settle, or reports that it must be
-// released now.
-func (x *endings) hold(l state.Lease) bool {
+// hold keeps the lease of action i for the settle, or reports that it
+// must be released now.
+func (x *endings) hold(i int, l state.Lease) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.running--
 	if x.settled || x.running > 0 {
 		return false
 	}
-	x.leases = append(x.leases, state.Settlement{Release: l})
+	x.held, x.lease = i, l
 	return true
 }
 
-// settle returns the leases held, and lets no more be held.
-func (x *endings) settle() []state.Settlement {
+// settle gives each held lease to its action's settlement, and lets no
+// more be held.
+func (x *endings) settle(outcomes []state.Settlement) {
 	if x == nil {
-		return nil
+		return
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.settled = true
-	return x.leases
+	if x.held >= 0 {
+		outcomes[x.held].Release = x.lease
+	}
 }
 
 // delivered settles the delivery's claims in one call, once its answer is
@@ -276,6 +280,7 @@ func (x *endings) settle() []state.Settlement {
 // duplicate, a later one a repeat); else they stay succeeded, and a retry
 // skips them for state.retention.
 func (e *Engine) delivered(d delivery, ok bool) {
+	d.ends.settle(d.outcomes)
 	settle := d.outcomes
 	for i := range settle {
 		if ok && settle[i].Outcome == state.Succeeded {
@@ -288,7 +293,6 @@ func (e *Engine) delivered(d delivery, ok bool) {
 			settle = append(settle, c)
 		}
 	}
-	settle = append(settle, d.ends.settle()...)
 	if len(settle) == 0 {
 		return
 	}
@@ -419,7 +423,7 @@ type sorted struct {
 // skips, each logged as its reason deserves.
 func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, d *delivery) sorted {
 	var out sorted
-	ends := &endings{}
+	ends := &endings{held: -1}
 	d.ends = ends
 	for i := range plan.Actions {
 		act, claim, reason := &plan.Actions[i], &plan.Claims[i], adm.Reasons[i]
@@ -429,7 +433,7 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 		}
 		switch reason {
 		case "":
-			act.Ended = e.ended(adm.Leases[i], claim, act.Fingerprint, ends)
+			act.Ended = e.ended(len(out.actions), adm.Leases[i], claim, act.Fingerprint, ends)
 			out.actions = append(out.actions, *act)
 			out.index = append(out.index, i)
 			continue
@@ -457,11 +461,11 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 	return out
 }
 
-// ended is what an admitted action does once the runner is done with it:
-// give back its lease (with its delivery's settle, if that is still to
-// come: one call to the store instead of two) and capacity slot, and stop
-// counting its occurrence for the backstop.
-func (e *Engine) ended(lease state.Lease, claim *state.Claim, fingerprint string, ends *endings) func() {
+// ended is what admitted action i (of the actions run) does once the
+// runner is done with it: give back its lease (with its settlement, if that
+// is still to come: one call to the store instead of two) and capacity
+// slot, and stop counting its occurrence for the backstop.
+func (e *Engine) ended(i int, lease state.Lease, claim *state.Claim, fingerprint string, ends *endings) func() {
 	occ := claim.Occurrence
 	if !claim.Firing {
 		occ = "" // its resolve has come already
@@ -470,7 +474,7 @@ func (e *Engine) ended(lease state.Lease, claim *state.Claim, fingerprint string
 		e.running.add(occ, fingerprint)
 	}
 	return func() {
-		if !ends.hold(lease) {
+		if !ends.hold(i, lease) {
 			e.state.Release(lease)
 		}
 		e.capacity.give(1)

@@ -85,9 +85,9 @@ type Lease struct {
 
 // Settlement is how a claim went. A Copy settlement is a delivery's word
 // on a claim another delivery made and settled: it only turns a success
-// into a delivered one. Release, when set, is a lease given back with the
-// settle, in the same call: the lease of a process that ended before its
-// delivery's answer was written. A Settlement may carry only a Release.
+// into a delivered one. Release, when set, is the lease of the settled
+// action, whose process ended before its delivery's answer was written:
+// given back in the same call.
 type Settlement struct {
 	ID      string
 	Once    bool
