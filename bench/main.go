@@ -562,6 +562,13 @@ func (b *bench) reloadLatency() error {
 // stats is min, median and max.
 type stats struct{ min, med, max float64 }
 
+// The table cells: min / **median** / max of rates, of µs and of ratios.
+func (s stats) rates() string {
+	return fmt.Sprintf("%s / **%s** / %s", thousands(s.min), thousands(s.med), thousands(s.max))
+}
+func (s stats) micros() string { return fmt.Sprintf("%.0f / **%.0f** / %.0f", s.min, s.med, s.max) }
+func (s stats) ratio() string { return fmt.Sprintf("%.2f / **%.2f** / %.2f", s.min, s.med, s.max) }
+
 func summarize(xs []float64) stats {
 	s := slices.Clone(xs)
 	slices.Sort(s)
@@ -586,18 +593,9 @@ func (b *bench) markdown() string {
 		"of the rounds for rates and of the turns for ratios (each contestant against its limit in the same turn).\n\n",
 		host, runtime.NumCPU(), memTotal(), kernel(), runtime.Version(), b.conns, b.duration, turns, b.runs, or(b.serverCPU, "any"), or(b.loadCPUs, "any"))
 
-	rate := func(xs []float64) string {
-		s := summarize(xs)
-		return fmt.Sprintf("%s / **%s** / %s", thousands(s.min), thousands(s.med), thousands(s.max))
-	}
-	ratio := func(x, limit string) string {
-		s := ratios(b.turnRate[x], b.turnRate[limit])
-		return fmt.Sprintf("%.2f / **%.2f** / %.2f", s.min, s.med, s.max)
-	}
-	us := func(name string) string {
-		s := summarize(b.cpu[name])
-		return fmt.Sprintf("%.0f / **%.0f** / %.0f", s.min, s.med, s.max)
-	}
+	rate := func(xs []float64) string { return summarize(xs).rates() }
+	ratio := func(x, limit string) string { return ratios(b.turnRate[x], b.turnRate[limit]).ratio() }
+	us := func(name string) string { return summarize(b.cpu[name]).micros() }
 	w.WriteString("| throughput (2-alert recorded payload) | per second | server CPU per notification (or exec), µs | ratio to the limit | target |\n|---|---|---|---|---|\n")
 	row := func(label, name, ratioText, target string) {
 		fmt.Fprintf(&w, "| %s | %s | %s | %s | %s |\n", label, rate(b.rate[name]), us(name), ratioText, target)

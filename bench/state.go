@@ -206,18 +206,9 @@ func parseCPU(stat string) time.Duration {
 
 func (b *bench) stateMarkdown() string {
 	var w strings.Builder
-	rate := func(xs []float64) string {
-		s := summarize(xs)
-		return fmt.Sprintf("%s / **%s** / %s", thousands(s.min), thousands(s.med), thousands(s.max))
-	}
-	us := func(xs []float64) string {
-		s := summarize(xs)
-		return fmt.Sprintf("%.0f / **%.0f** / %.0f", s.min, s.med, s.max)
-	}
-	ratio := func(x, limit string) string {
-		s := ratios(b.stateTurn[x], b.stateTurn[limit])
-		return fmt.Sprintf("%.2f / **%.2f** / %.2f", s.min, s.med, s.max)
-	}
+	rate := func(xs []float64) string { return summarize(xs).rates() }
+	us := func(xs []float64) string { return summarize(xs).micros() }
+	ratio := func(x, limit string) string { return ratios(b.stateTurn[x], b.stateTurn[limit]).ratio() }
 	w.WriteString("\n| state: each request a new occurrence | per second | server CPU per notification, µs | ratio file/memory | target |\n|---|---|---|---|---|\n")
 	fmt.Fprintf(&w, "| (g) route calling `state.incr`, nothing exec'd, state in memory | %s | %s | 1 | |\n", rate(b.stateRate[incrMemory]), us(b.stateCPU[incrMemory]))
 	fmt.Fprintf(&w, "| (h) the same, `state.path` (bbolt; script writes committed within 100 ms) | %s | %s | h/g %s | ≥ 0.9 |\n", rate(b.stateRate[incrBolt]), us(b.stateCPU[incrBolt]), ratio(incrBolt, incrMemory))
