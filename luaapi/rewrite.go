@@ -56,20 +56,15 @@ func rewrite(chunk []ast.Stmt) {
 	if !declared["skip"] {
 		rewriteSkips(chunk)
 	}
-	if !declared["state"] {
-		walk(chunk, func(st ast.Stmt) {
-			if st, ok := st.(*ast.FuncCallStmt); ok {
-				rewriteIncr(st)
-			}
-		}, func(*ast.Expr) {})
-	}
-	if !declared["exec"] {
-		walk(chunk, func(ast.Stmt) {}, func(e *ast.Expr) {
-			if call, ok := (*e).(*ast.FuncCallExpr); ok {
-				rewriteExec(call)
-			}
-		})
-	}
+	walk(chunk, func(st ast.Stmt) {
+		if st, ok := st.(*ast.FuncCallStmt); ok && !declared["state"] {
+			rewriteIncr(st)
+		}
+	}, func(e *ast.Expr) {
+		if call, ok := (*e).(*ast.FuncCallExpr); ok && !declared["exec"] {
+			rewriteExec(call)
+		}
+	})
 }
 
 // declaredNames returns the names a chunk declares anywhere: locals, loop
