@@ -567,7 +567,7 @@ func (s stats) rates() string {
 	return fmt.Sprintf("%s / **%s** / %s", thousands(s.min), thousands(s.med), thousands(s.max))
 }
 func (s stats) micros() string { return fmt.Sprintf("%.0f / **%.0f** / %.0f", s.min, s.med, s.max) }
-func (s stats) ratio() string { return fmt.Sprintf("%.2f / **%.2f** / %.2f", s.min, s.med, s.max) }
+func (s stats) ratio() string  { return fmt.Sprintf("%.2f / **%.2f** / %.2f", s.min, s.med, s.max) }
 
 func summarize(xs []float64) stats {
 	s := slices.Clone(xs)
