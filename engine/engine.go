@@ -465,7 +465,7 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 // runner is done with it: give back its lease (with its settlement, if that
 // is still to come: one call to the store instead of two) and capacity
 // slot, and stop counting its occurrence for the backstop.
-func (e *Engine) ended(i int, lease state.Lease, claim *state.Claim, fingerprint string, ends *endings) func() {
+func (e *Engine) ended(i int, lease state.Lease, claim *state.Claim, fingerprint string, ends *endings) func(runner.Result) {
 	occ := claim.Occurrence
 	if !claim.Firing {
 		occ = "" // its resolve has come already
@@ -473,7 +473,7 @@ func (e *Engine) ended(i int, lease state.Lease, claim *state.Claim, fingerprint
 	if occ != "" {
 		e.running.add(occ, fingerprint)
 	}
-	return func() {
+	return func(runner.Result) {
 		if !ends.hold(i, lease) {
 			e.state.Release(lease)
 		}

@@ -20,6 +20,7 @@ type lineLogger struct {
 	log    *slog.Logger
 	stream string
 	pid    func() int
+	tail   *Tail // nil: none kept
 
 	mu      sync.Mutex
 	buf     []byte
@@ -30,6 +31,9 @@ type lineLogger struct {
 func (w *lineLogger) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.tail != nil {
+		w.tail.Write(b)
+	}
 	n := len(b)
 	if room := maxOutput - w.logged; len(b) > room {
 		w.dropped += len(b) - max(room, 0)
@@ -70,4 +74,58 @@ func (w *lineLogger) flush() {
 
 func (w *lineLogger) emit(line []byte) {
 	w.log.Info("output", "pid", w.pid(), "stream", w.stream, "line", string(line))
+}
+
+// Tail keeps the last bytes written to it, up to its size: what a process
+// wrote last, for the status page. Its methods are safe for concurrent
+// use; the zero Tail keeps nothing.
+type Tail struct {
+	mu      sync.Mutex
+	size    int
+	buf     []byte // a ring once full: the oldest byte at written%size
+	written int64
+}
+
+// NewTail returns a Tail that keeps the last size bytes.
+func NewTail(size int) *Tail { return &Tail{size: size} }
+
+// Write keeps the end of b.
+func (t *Tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(b)
+	if t.size <= 0 {
+		return n, nil
+	}
+	t.written += int64(n)
+	if t.written <= int64(t.size) {
+		// Everything written so far fits: the buffer grows with it, so
+		// a quiet process costs nothing.
+		t.buf = append(t.buf, b...)
+		return n, nil
+	}
+	if len(t.buf) < t.size {
+		t.buf = append(t.buf, make([]byte, t.size-len(t.buf))...)
+	}
+	// Byte number i of the output is kept at i%size.
+	if len(b) > t.size {
+		b = b[len(b)-t.size:]
+	}
+	at := int((t.written - int64(len(b))) % int64(t.size))
+	k := copy(t.buf[at:], b)
+	copy(t.buf, b[k:])
+	return n, nil
+}
+
+// Bytes returns a copy of what is kept, oldest first, and whether earlier
+// bytes were dropped.
+func (t *Tail) Bytes() (kept []byte, cut bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.written <= int64(t.size) {
+		return append([]byte(nil), t.buf...), false
+	}
+	at := int(t.written % int64(t.size))
+	out := make([]byte, 0, t.size)
+	return append(append(out, t.buf[at:]...), t.buf[:at]...), true
 }

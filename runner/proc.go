@@ -139,20 +139,22 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 	p := &proc{action: a, done: make(chan struct{})}
 	log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
 	if err := r.track(p); err != nil {
-		ended(a)
+		res := Result{Action: a, Err: err, ExitCode: -1}
+		ended(a, res)
 		r.m.Errors.WithLabelValues("start").Inc()
 		log.Error("not started", "err", err)
-		return nil, Result{Action: a, Err: err, ExitCode: -1}
+		return nil, res
 	}
 	l, err := r.prepare(p, log)
 	if err == nil {
 		err = r.launch(p, l, log)
 	}
 	if err != nil {
-		r.untrack(p)
+		res := Result{Action: a, Err: err, ExitCode: -1}
+		r.untrack(p, res)
 		r.m.Errors.WithLabelValues("start").Inc()
 		log.Error("not started", "err", err)
-		return nil, Result{Action: a, Err: err, ExitCode: -1}
+		return nil, res
 	}
 	go r.wait(p, l, log)
 	return p, Result{}
@@ -212,8 +214,8 @@ func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 	case a.Stdin != "":
 		cmd.Stdin = strings.NewReader(a.Stdin)
 	}
-	l.stdout = &lineLogger{log: log, stream: "stdout", pid: p.getPid}
-	l.stderr = &lineLogger{log: log, stream: "stderr", pid: p.getPid}
+	l.stdout = &lineLogger{log: log, stream: "stdout", pid: p.getPid, tail: a.Output}
+	l.stderr = &lineLogger{log: log, stream: "stderr", pid: p.getPid, tail: a.Output}
 	cmd.Stdout, cmd.Stderr = l.stdout, l.stderr
 	l.cmd = cmd
 	return l, nil
@@ -230,6 +232,9 @@ func (r *Runner) launch(p *proc, l *launch, log *slog.Logger) error {
 	p.started(pid)
 	r.m.ProcessesCurrent.Inc()
 	log.Info("started", "pid", pid, "args", p.action.Args)
+	if p.action.Started != nil {
+		p.action.Started(pid)
+	}
 	return nil
 }
 
@@ -252,26 +257,30 @@ func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
 	l.stdout.flush()
 	l.stderr.flush()
 	took := time.Since(l.begin)
-	r.untrack(p)
 	r.m.ProcessesCurrent.Dec()
 	r.m.ProcessDuration.Observe(took.Seconds())
 
-	p.result = Result{Action: a, Pid: pid, ExitCode: cmd.ProcessState.ExitCode(), Duration: took}
-	attrs := []any{"pid", pid, "exit_code", p.result.ExitCode, "duration", took.Round(time.Millisecond)}
+	res := Result{Action: a, Pid: pid, ExitCode: cmd.ProcessState.ExitCode(), Duration: took}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.Signal = ws.Signal()
+	}
+	attrs := []any{"pid", pid, "exit_code", res.ExitCode, "duration", took.Round(time.Millisecond)}
 	switch {
 	case p.wasResolved():
 		// Stopped on purpose: reporting it would make Alertmanager
 		// retry the firing notification and start it again.
-		p.result.Resolved = true
+		res.Resolved = true
 		log.Info("ended after its alert resolved", append(attrs, "status", cmd.ProcessState.String())...)
 	case err != nil:
 		if errors.Is(l.ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("timed out after %s", a.Timeout)
 		}
 		r.m.Errors.WithLabelValues("command").Inc()
-		p.result.Err = fmt.Errorf("%s: %w", a.Cmd, err)
+		res.Err = fmt.Errorf("%s: %w", a.Cmd, err)
 		log.Warn("failed", append(attrs, "err", err)...)
 	default:
 		log.Info("finished", attrs...)
 	}
+	p.result = res
+	r.untrack(p, res)
 }

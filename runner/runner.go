@@ -59,15 +59,21 @@ type Action struct {
 	// not ended by then is reported as started, as with NoWait.
 	NoWait     bool
 	WaitAtMost time.Duration
-	// Ended, when set, is called once the runner is done with the action:
-	// its process has ended, or it did not start. Admission counts live
-	// processes with it.
-	Ended func()
+	// Started, when set, is called with the pid once the process has
+	// started. Ended, when set, is called with the Result once the runner
+	// is done with the action: its process has ended, or it did not start.
+	// Admission counts live processes with them, the run history records
+	// them.
+	Started func(pid int)
+	Ended   func(Result)
+	// Output, when set, keeps the last bytes the process writes, on either
+	// stream.
+	Output *Tail
 }
 
-func ended(a *Action) {
+func ended(a *Action, res Result) {
 	if a.Ended != nil {
-		a.Ended()
+		a.Ended(res)
 	}
 }
 
@@ -85,8 +91,9 @@ type Result struct {
 	Err      error
 	Resolved bool
 	// ExitCode is the exit status, or -1 when the process did not start or
-	// was ended by a signal.
+	// was ended by a signal; Signal is then that signal.
 	ExitCode int
+	Signal   syscall.Signal
 	Duration time.Duration
 	// Started is set for an action that started and was not waited for
 	// (NoWait, or still running after WaitAtMost); the rest of the Result
@@ -309,8 +316,8 @@ func (r *Runner) track(p *proc) error {
 }
 
 // untrack forgets a process that has ended or never started, and reports
-// it.
-func (r *Runner) untrack(p *proc) {
+// what became of it.
+func (r *Runner) untrack(p *proc, res Result) {
 	a := p.action
 	r.mu.Lock()
 	set := r.live[a.Fingerprint]
@@ -319,6 +326,6 @@ func (r *Runner) untrack(p *proc) {
 		delete(r.live, a.Fingerprint)
 	}
 	r.mu.Unlock()
-	ended(a)
+	ended(a, res)
 	r.wg.Done()
 }

@@ -463,3 +463,73 @@ func TestWaitAtMost(t *testing.T) {
 		t.Errorf("a process ended by its resolve was counted as failed")
 	}
 }
+
+func TestTailKeepsTheLastBytes(t *testing.T) {
+	const size = 10
+	for _, writes := range [][]string{
+		{},
+		{"abc"},
+		{"0123456789"},
+		{"012", "3456789abcdef"},           // fills and wraps in one write
+		{"012", "3456789abcdefghijklmnop"}, // longer than the tail after a start
+		{"0123456", "789", "a", "bcdefghij", "klm"},
+	} {
+		tail := NewTail(size)
+		var all string
+		for _, w := range writes {
+			tail.Write([]byte(w))
+			all += w
+		}
+		want := all[max(0, len(all)-size):]
+		got, cut := tail.Bytes()
+		if string(got) != want || cut != (len(all) > size) {
+			t.Errorf("writes %q: kept %q cut %v, want %q cut %v", writes, got, cut, want, len(all) > size)
+		}
+	}
+	var zero Tail
+	zero.Write([]byte("nothing kept"))
+	if got, _ := zero.Bytes(); len(got) != 0 {
+		t.Errorf("zero Tail kept %q", got)
+	}
+}
+
+// The caller hears of the start with the pid and of the end with the
+// Result, and the output's end is kept, from both streams.
+func TestStartedEndedAndOutput(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	var mu sync.Mutex
+	var pids []int
+	var ends []Result
+	a := Action{
+		Name: "hooks", Cmd: "sh", Args: []string{"-c", "echo out; echo err >&2; kill -TERM $$"},
+		Output:  NewTail(64),
+		Started: func(pid int) { mu.Lock(); pids = append(pids, pid); mu.Unlock() },
+		Ended:   func(res Result) { mu.Lock(); ends = append(ends, res); mu.Unlock() },
+	}
+	res := r.Run([]Action{a})[0]
+	mu.Lock()
+	defer mu.Unlock()
+	if len(pids) != 1 || pids[0] != res.Pid || len(ends) != 1 || ends[0].Pid != res.Pid {
+		t.Fatalf("started %v, ended %v, result pid %d", pids, ends, res.Pid)
+	}
+	if res.ExitCode != -1 || res.Signal != syscall.SIGTERM || ends[0].Signal != syscall.SIGTERM {
+		t.Errorf("exit code %d signal %v, want -1 and SIGTERM", res.ExitCode, res.Signal)
+	}
+	out, _ := a.Output.Bytes()
+	if lines := strings.Fields(string(out)); len(lines) != 2 || !slices.Contains(lines, "out") || !slices.Contains(lines, "err") {
+		t.Errorf("output kept %q, want the lines out and err", out)
+	}
+
+	// An action that cannot start ends without starting.
+	pids, ends = nil, nil
+	mu.Unlock()
+	bad := Action{Name: "missing", Cmd: "/nonexistent/amx-test",
+		Started: func(pid int) { mu.Lock(); pids = append(pids, pid); mu.Unlock() },
+		Ended:   func(res Result) { mu.Lock(); ends = append(ends, res); mu.Unlock() },
+	}
+	r.Run([]Action{bad})
+	mu.Lock()
+	if len(pids) != 0 || len(ends) != 1 || ends[0].Err == nil {
+		t.Errorf("not started: started %v, ended %+v", pids, ends)
+	}
+}
