@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,4 +244,68 @@ func (j *journal) close() error {
 	}
 	<-j.done
 	return j.db.Close()
+}
+
+// Records is a bucket of numbered records in the state file, beside the
+// state: what amx keeps of its own past (the run history), which a restart
+// must not lose either.
+type Records interface {
+	// ForEach calls f with every record, in the order of their numbers.
+	ForEach(f func(n uint64, v []byte) error) error
+	// Write puts and deletes records in one transaction.
+	Write(put map[uint64][]byte, del []uint64) error
+}
+
+// RecordsIn returns the bucket named name in the file of s, or nil when s
+// keeps nothing on disk.
+func RecordsIn(s Store, name string) (Records, error) {
+	l, ok := s.(*local)
+	if !ok || l.j == nil {
+		return nil, nil
+	}
+	r := &records{db: l.j.db, name: []byte(name)}
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(r.name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state file: bucket %s: %w", name, err)
+	}
+	return r, nil
+}
+
+type records struct {
+	db   *bolt.DB
+	name []byte
+}
+
+func (r *records) ForEach(f func(uint64, []byte) error) error {
+	return r.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(r.name).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return nil // not one of ours
+			}
+			return f(binary.BigEndian.Uint64(k), v)
+		})
+	})
+}
+
+func (r *records) Write(put map[uint64][]byte, del []uint64) error {
+	return r.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(r.name)
+		var k [8]byte
+		for _, n := range del {
+			binary.BigEndian.PutUint64(k[:], n)
+			if err := b.Delete(k[:]); err != nil {
+				return err
+			}
+		}
+		for n, v := range put {
+			binary.BigEndian.PutUint64(k[:], n)
+			if err := b.Put(k[:], v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
