@@ -28,7 +28,10 @@ type Plan struct {
 	// processes bound to them are signalled before any action starts.
 	Resolved []string
 	Actions  []runner.Action
-	Skips    []Skip
+	// Alerts are the alerts the actions are bound to, one per action; nil
+	// for a classic command bound to none.
+	Alerts []*Alert
+	Skips  []Skip
 	// Errors are routes whose script failed for an alert.
 	Errors []RouteError
 	// EnvDropped are the variables left out of the actions' environments,
@@ -241,6 +244,7 @@ func (d *decision) commands(set *rules.Set) {
 		act.Cmd, act.Args, act.CommonEnv = c.Cmd, c.Args, d.classicEnv()
 		d.plan.Actions = append(d.plan.Actions, act)
 		bound := alertOf(m, act.Fingerprint)
+		d.plan.Alerts = append(d.plan.Alerts, bound)
 		action := commandAction(c)
 		claim := newClaim(action, keyOf(c.By, bound), &c.Process, bound)
 		// A classic command runs for the group as it is: the same alerts
@@ -300,6 +304,7 @@ func (d *decision) routes(ctx context.Context, r *Rules) {
 					act := routeAction(route, a, e, env.env)
 					act.CommonEnv = classic
 					d.plan.Actions = append(d.plan.Actions, act)
+					d.plan.Alerts = append(d.plan.Alerts, a)
 					d.plan.Claims = append(d.plan.Claims, routeClaim(route, a, e))
 				}
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/amx-dev/amx/engine/history"
 	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
 	"github.com/amx-dev/amx/runner"
@@ -50,7 +51,10 @@ type Engine struct {
 	ownState bool
 	// running counts the occurrences processes run for here, for the
 	// backstop of resolves broadcast while this replica missed them.
-	running  occurrences
+	running occurrences
+	// hist is what this amx ran and refused, for the status page.
+	hist     *history.History
+	started  time.Time
 	stop     chan struct{}
 	stopOnce sync.Once
 
@@ -81,22 +85,27 @@ type Options struct {
 func New(opts Options) *Engine {
 	m := newMetrics()
 	e := &Engine{
-		log:    opts.Log,
-		m:      m,
-		record: opts.Record,
-		run:    runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
-		state:  opts.State,
+		log:     opts.Log,
+		m:       m,
+		record:  opts.Record,
+		run:     runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
+		state:   opts.State,
+		started: time.Now(),
 	}
 	if e.state == nil {
 		e.state = state.NewMemory(state.Options{Retention: opts.Config.State.Retention, Log: opts.Log})
 		e.ownState = true
 	}
 	e.state.OnEvict(func(kind string) { m.evicted.WithLabelValues(kind).Inc() })
+	e.hist = openHistory(e.state, opts.Log)
 	// A resolve another replica received signals what runs here.
 	e.state.OnResolve(func(fingerprints []string) { e.run.Resolve(fingerprints) })
 	e.stop = make(chan struct{})
 	if e.state.Shared() {
 		go e.backstop(10 * time.Second)
+	}
+	if e.hist.Persistent() {
+		go e.saveHistory(time.Second)
 	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "am_executor_max_processes",
@@ -331,6 +340,7 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 			continue
 		}
 		e.m.skipped.WithLabelValues(s.Reason).Add(float64(run))
+		e.hist.CountSkip(s.Name, s.Reason, run)
 		skipped.add(s.Reason, run)
 		if s.Reason == SkipLua {
 			e.m.routeSkipped.WithLabelValues(s.Name).Add(float64(run))
@@ -349,6 +359,7 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 	// routes' actions still run.
 	for _, re := range plan.Errors {
 		e.m.luaErrors.WithLabelValues(re.Route, re.Err.Kind).Inc()
+		e.hist.Count(re.Route, 0, 0, 1)
 		e.log.Error("route failed", "route", re.Route, "fingerprint", re.Fingerprint, "err", re.Err.Msg)
 		if re.Retry {
 			d.failures = append(d.failures, re.Route+": "+re.Err.Msg)
@@ -374,7 +385,7 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 	for _, r := range adm.Refused {
 		e.log.Warn("state change refused", "err", r)
 	}
-	sorted := e.sortAdmission(&plan, adm, window, &d)
+	sorted := e.sortAdmission(msg, &plan, adm, window, &d)
 	// Admission's skips are counted before anything runs, once per
 	// reason, as the plan's are.
 	e.countSkips(&skipped, sorted.skipped)
@@ -394,7 +405,7 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 		d.outcomes = append(d.outcomes, state.Settlement{ID: claim.ID, Once: claim.Once, Outcome: outcome, Window: window})
 	}
 	var copies skipCounts
-	e.awaitCopies(ctx, &plan, sorted.pending, window, &d, &copies)
+	e.awaitCopies(ctx, msg, &plan, sorted.pending, window, &d, &copies)
 	e.countSkips(&skipped, copies)
 	refused := sorted.skipped.count(SkipCapacity)
 	// One line per notification, once its actions have started (or ended,
@@ -421,8 +432,9 @@ type sorted struct {
 // sortAdmission turns the admission's verdicts into the actions to start,
 // bound to their lease and capacity slot, the copies to wait for, and the
 // skips, each logged as its reason deserves.
-func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, d *delivery) sorted {
+func (e *Engine) sortAdmission(msg *Message, plan *Plan, adm Admission, window time.Duration, d *delivery) sorted {
 	var out sorted
+	var refusals []history.Run
 	ends := &endings{held: -1}
 	d.ends = ends
 	for i := range plan.Actions {
@@ -433,7 +445,14 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 		}
 		switch reason {
 		case "":
-			act.Ended = e.ended(len(out.actions), adm.Leases[i], claim, act.Fingerprint, ends)
+			id, tail := e.hist.Add(runOf(msg, plan, i))
+			act.Output = tail
+			name := act.Name
+			act.Started = func(pid int) {
+				e.hist.Started(id, pid)
+				e.hist.Count(name, 1, 0, 0)
+			}
+			act.Ended = e.ended(id, len(out.actions), adm.Leases[i], claim, act.Fingerprint, ends)
 			out.actions = append(out.actions, *act)
 			out.index = append(out.index, i)
 			continue
@@ -455,7 +474,9 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 			e.log.Info("skipped", "reason", reason, "name", act.Name, "cmd", act.Cmd, "key", claim.Key, "fingerprint", act.Fingerprint)
 		}
 		out.skipped.add(reason, 1)
+		refusals = refused(refusals, msg, plan, i, reason)
 	}
+	e.recordRefusals(refusals)
 	// Set before any of them starts.
 	ends.running, ends.settled = len(out.actions), len(out.pending) > 0
 	return out
@@ -465,7 +486,7 @@ func (e *Engine) sortAdmission(plan *Plan, adm Admission, window time.Duration, 
 // runner is done with it: give back its lease (with its settlement, if that
 // is still to come: one call to the store instead of two) and capacity
 // slot, and stop counting its occurrence for the backstop.
-func (e *Engine) ended(i int, lease state.Lease, claim *state.Claim, fingerprint string, ends *endings) func(runner.Result) {
+func (e *Engine) ended(id uint64, i int, lease state.Lease, claim *state.Claim, fingerprint string, ends *endings) func(runner.Result) {
 	occ := claim.Occurrence
 	if !claim.Firing {
 		occ = "" // its resolve has come already
@@ -473,9 +494,13 @@ func (e *Engine) ended(i int, lease state.Lease, claim *state.Claim, fingerprint
 	if occ != "" {
 		e.running.add(occ, fingerprint)
 	}
-	return func(runner.Result) {
+	return func(res runner.Result) {
 		if !ends.hold(i, lease) {
 			e.state.Release(lease)
+		}
+		e.hist.Ended(id, res)
+		if res.Err != nil {
+			e.hist.Count(res.Action.Name, 0, 1, 0)
 		}
 		e.capacity.give(1)
 		if occ != "" {
@@ -489,7 +514,9 @@ func (e *Engine) ended(i int, lease state.Lease, claim *state.Claim, fingerprint
 // answered Alertmanager in time either: the copy answers that it runs, so
 // that Alertmanager logs the notification delivered and can send the
 // resolve that stops it.
-func (e *Engine) awaitCopies(ctx context.Context, plan *Plan, pending []int, window time.Duration, d *delivery, skipped *skipCounts) {
+func (e *Engine) awaitCopies(ctx context.Context, msg *Message, plan *Plan, pending []int, window time.Duration, d *delivery, skipped *skipCounts) {
+	var refusals []history.Run
+	defer func() { e.recordRefusals(refusals) }()
 	for _, i := range pending {
 		act, claim := &plan.Actions[i], &plan.Claims[i]
 		wctx, cancel := context.WithTimeout(ctx, copyWait)
@@ -504,7 +531,81 @@ func (e *Engine) awaitCopies(ctx context.Context, plan *Plan, pending []int, win
 			}
 		default: // succeeded, or still running
 			skipped.add(state.Duplicate, 1)
+			refusals = refused(refusals, msg, plan, i, state.Duplicate)
 			d.copies = append(d.copies, state.Settlement{ID: claim.ID, Once: claim.Once, Window: window, Copy: true})
+		}
+	}
+}
+
+// runOf is the history's record of action i of a plan.
+func runOf(msg *Message, plan *Plan, i int) history.Run {
+	act, claim := &plan.Actions[i], &plan.Claims[i]
+	r := history.Run{Start: time.Now(), Action: act.Name, Cmd: act.Cmd, Args: act.Args, Key: claim.Key, Max: claim.Max,
+		Fingerprint: act.Fingerprint, GroupKey: msg.GroupKey, Labels: msg.CommonLabels}
+	if i < len(plan.Alerts) && plan.Alerts[i] != nil {
+		r.Labels = plan.Alerts[i].Labels
+	}
+	r.Alertname = r.Labels["alertname"]
+	return r
+}
+
+// refused adds the refusal of action i to runs: to the last one when that
+// is the same action refused for the same reason, so that a large group
+// refused as a whole is one row.
+func refused(runs []history.Run, msg *Message, plan *Plan, i int, reason string) []history.Run {
+	if reason == state.Pending || reason == "" {
+		return runs
+	}
+	if n := len(runs); n > 0 && runs[n-1].Action == plan.Actions[i].Name && runs[n-1].Reason == reason {
+		runs[n-1].Count++
+		return runs
+	}
+	r := runOf(msg, plan, i)
+	r.Reason, r.Count = reason, 1
+	return append(runs, r)
+}
+
+// recordRefusals puts refusals in the history and its counts.
+func (e *Engine) recordRefusals(runs []history.Run) {
+	if len(runs) == 0 {
+		return
+	}
+	e.hist.Skip(runs)
+	for _, r := range runs {
+		e.hist.CountSkip(r.Action, r.Reason, r.Count)
+	}
+}
+
+// openHistory opens the run history in the state's file, or in memory
+// when the state has no file. A history that cannot be read is started
+// anew: it must not keep amx from answering.
+func openHistory(st state.Store, log *slog.Logger) *history.History {
+	recs, err := state.RecordsIn(st, "history/v1")
+	if err == nil && recs != nil {
+		var h *history.History
+		if h, err = history.Open(recs); err == nil {
+			return h
+		}
+	}
+	if err != nil {
+		log.Error("the run history cannot be read; starting a new one in memory", "err", err)
+	}
+	return history.New()
+}
+
+// saveHistory writes the history's changes to the state file every
+// period, until the engine stops.
+func (e *Engine) saveHistory(period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		if err := e.hist.Save(); err != nil {
+			e.stateError("history", err)
 		}
 	}
 }
@@ -579,6 +680,10 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.ready.Store(false)
 	e.stopOnce.Do(func() { close(e.stop) })
 	err := e.run.Shutdown(ctx)
+	// The processes have ended: their ends are in the history.
+	if err := e.hist.Save(); err != nil {
+		e.stateError("history", err)
+	}
 	if e.ownState {
 		e.state.Close()
 	}

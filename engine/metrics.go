@@ -70,7 +70,7 @@ func newMetrics() *metrics {
 	}, []string{"route", "kind"})
 	m.stateErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: "state_errors", Name: "total",
-		Help: "Operations of the state store that failed, by operation (admit, settle, delete, broadcast, backstop).",
+		Help: "Operations of the state store that failed, by operation (admit, settle, delete, broadcast, backstop, history).",
 	}, []string{"op"})
 	m.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: "state_evicted", Name: "total",
@@ -111,7 +111,7 @@ func newMetrics() *metrics {
 	for _, s := range []string{stageRead, stageUnmarshal, stageStart, stageCommand, stageBusy} {
 		m.errors.WithLabelValues(s)
 	}
-	for _, op := range []string{"admit", "settle", "delete", "broadcast", "backstop"} {
+	for _, op := range []string{"admit", "settle", "delete", "broadcast", "backstop", "history"} {
 		m.stateErrors.WithLabelValues(op)
 	}
 	for _, r := range []string{SkipNoMatch, SkipLua, SkipFingerOver, SkipCapacity, state.Duplicate, state.Once,

@@ -10,7 +10,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -104,7 +103,6 @@ type entry struct {
 // History is one amx's record of its runs. Its methods are safe for
 // concurrent use.
 type History struct {
-	log   *slog.Logger
 	store state.Records // nil: memory only
 	now   func() time.Time
 
@@ -123,14 +121,14 @@ type History struct {
 }
 
 // New returns an empty History kept in memory.
-func New(log *slog.Logger) *History {
-	return &History{log: log, now: time.Now, next: 1, live: make(map[uint64]*entry), dirty: make(map[uint64]*entry)}
+func New() *History {
+	return &History{now: time.Now, next: 1, live: make(map[uint64]*entry), dirty: make(map[uint64]*entry)}
 }
 
 // Open returns a History kept in store as well, with the runs store holds.
 // Runs that were running when the last amx stopped are Unknown.
-func Open(log *slog.Logger, store state.Records) (*History, error) {
-	h := New(log)
+func Open(store state.Records) (*History, error) {
+	h := New()
 	h.store = store
 	var runs []*entry
 	err := store.ForEach(func(n uint64, v []byte) error {

@@ -24,7 +24,7 @@ func run(h *History, r Run, out string, res runner.Result) uint64 {
 }
 
 func TestOutcomes(t *testing.T) {
-	h := New(nil)
+	h := New()
 	act := &runner.Action{CommonEnv: []string{"AMX_STATUS=firing", "AMX_ALERT_1_LABEL_job=x", "AMX_ALERT_12_LABEL_job=y"},
 		Env: []string{"TARGET=db1"}}
 	for _, tc := range []struct {
@@ -63,7 +63,7 @@ func TestOutcomes(t *testing.T) {
 }
 
 func TestRunsFilteredNewestFirstAndBounded(t *testing.T) {
-	h := New(nil)
+	h := New()
 	for i := range Size + 10 {
 		name := []string{"a", "b"}[i%2]
 		run(h, Run{Action: name, Alertname: fmt.Sprint("alert", i%3)}, "", runner.Result{})
@@ -98,7 +98,7 @@ func TestRunsFilteredNewestFirstAndBounded(t *testing.T) {
 }
 
 func TestOutputBudget(t *testing.T) {
-	h := New(nil)
+	h := New()
 	big := strings.Repeat("x", OutputSize+100)
 	var ids []uint64
 	for range OutputBudget/OutputSize + 5 {
@@ -118,7 +118,7 @@ func TestOutputBudget(t *testing.T) {
 }
 
 func TestProcesses(t *testing.T) {
-	h := New(nil)
+	h := New()
 	now := time.Unix(1000, 0)
 	h.now = func() time.Time { return now }
 	a, tail := h.Add(Run{Action: "restart", Key: "db1", Max: 2})
@@ -150,7 +150,7 @@ func TestKeptInTheStateFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := Open(nil, recs)
+		h, err := Open(recs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,13 +180,13 @@ func TestKeptInTheStateFile(t *testing.T) {
 	if next, _ := h.Add(Run{Action: "new"}); next != running+2 {
 		t.Errorf("next ID %d, want %d", next, running+2)
 	}
-	if !h.Persistent() || New(nil).Persistent() {
+	if !h.Persistent() || New().Persistent() {
 		t.Error("Persistent is wrong")
 	}
 }
 
 func TestCounts(t *testing.T) {
-	h := New(nil)
+	h := New()
 	h.Count("restart", 2, 1, 0)
 	h.CountSkip("restart", state.Cooldown, 3)
 	h.Count("gone", 1, 0, 0)
