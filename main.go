@@ -222,7 +222,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 	}
 	opts := engine.ServeOptions{
 		Options: engine.Options{Config: cfg, Rules: compiled, Log: log, Source: src, Level: level, BaseLevel: base, Record: record,
-			State: store},
+			State: store, Version: version()},
 		Watch:  *watch,
 		Reload: reload,
 	}

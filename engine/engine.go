@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,11 @@ type Engine struct {
 	// hist is what this amx ran and refused, for the status page.
 	hist     *history.History
 	started  time.Time
+	// What the status page says of this amx: its version, host and the
+	// address it listens on (set by Serve).
+	version   string
+	host      string
+	listening atomic.Pointer[string]
 	stop     chan struct{}
 	stopOnce sync.Once
 
@@ -79,6 +86,8 @@ type Options struct {
 	// State is the delivery state; nil keeps it in memory. The engine
 	// does not close it.
 	State state.Store
+	// Version is shown on the status page.
+	Version string
 }
 
 // New returns an Engine for a loaded configuration and its compiled rules.
@@ -91,7 +100,9 @@ func New(opts Options) *Engine {
 		run:     runner.New(runner.Options{Logger: opts.Log, Metrics: m.runner}),
 		state:   opts.State,
 		started: time.Now(),
+		version: cmp.Or(opts.Version, "amx"),
 	}
+	e.host, _ = os.Hostname()
 	if e.state == nil {
 		e.state = state.NewMemory(state.Options{Retention: opts.Config.State.Retention, Log: opts.Log})
 		e.ownState = true
@@ -151,6 +162,7 @@ func (e *Engine) Handler() http.Handler {
 	mux.Handle("/metrics", e.guardIfProtected(metrics))
 	mux.Handle("/api/v1/state", e.guard(http.HandlerFunc(e.stateAPI)))
 	mux.Handle("/-/reload", e.guardIfProtected(reload))
+	e.statusRoutes(mux)
 	return mux
 }
 

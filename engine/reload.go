@@ -24,6 +24,11 @@ type reloader struct {
 	// whether the listener speaks TLS.
 	listen string
 	tls    bool
+	// When the configuration in force was loaded, and the error of a
+	// reload that failed since, for the status page.
+	loaded   time.Time
+	failed   string
+	failedAt time.Time
 }
 
 // Reload reads the configuration again from its source, compiles every
@@ -44,6 +49,7 @@ func (e *Engine) Reload() error {
 	}
 	if err != nil {
 		e.m.reloadOK.Set(0)
+		rl.failed, rl.failedAt = err.Error(), time.Now()
 		// A line per problem: each names its file:line.
 		problems := []error{err}
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -75,7 +81,7 @@ func (e *Engine) Reload() error {
 // owns the engine alone.
 func (e *Engine) apply(cfg *rules.Config, r *Rules) {
 	rl := &e.reload
-	rl.cfg = cfg
+	rl.cfg, rl.loaded, rl.failed = cfg, time.Now(), ""
 	e.rules.Store(r)
 	e.maxBody.Store(cfg.MaxBodyBytes)
 	e.capacity.SetMax(cfg.MaxProcesses)

@@ -94,6 +94,8 @@ type ServeOptions struct {
 func Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
 	log := opts.Log
 	e := New(opts.Options)
+	addr := ln.Addr().String()
+	e.listening.Store(&addr)
 	limits := opts.HTTP.orDefault()
 	conns := newConnLimit(ln, cmp.Or(opts.Config.MaxConnections, rules.DefaultMaxConnections))
 	ln = conns
