@@ -55,15 +55,15 @@ type Engine struct {
 	// backstop of resolves broadcast while this replica missed them.
 	running occurrences
 	// hist is what this amx ran and refused, for the status page.
-	hist     *history.History
-	started  time.Time
+	hist    *history.History
+	started time.Time
 	// What the status page says of this amx: its version, host and the
 	// address it listens on (set by Serve).
 	version   string
 	host      string
 	listening atomic.Pointer[string]
-	stop     chan struct{}
-	stopOnce sync.Once
+	stop      chan struct{}
+	stopOnce  sync.Once
 
 	reload reloader
 }

@@ -72,7 +72,7 @@ func readOnly(h http.HandlerFunc) http.Handler {
 
 // Processes is GET /api/v1/processes.
 type Processes struct {
-	Instance  string             `json:"instance"`
+	Instance  string            `json:"instance"`
 	Processes []history.Process `json:"processes"`
 }
 

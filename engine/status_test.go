@@ -127,8 +127,6 @@ func TestRunsAPI(t *testing.T) {
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
-
-
 func TestStatusPage(t *testing.T) {
 	_, h := statusEngine(t, nil, nil)
 	rec := httptest.NewRecorder()
