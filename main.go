@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/amx-dev/amx/engine"
 	"github.com/amx-dev/amx/engine/apiclient"
+	"github.com/amx-dev/amx/engine/history"
 	"github.com/amx-dev/amx/engine/ruletool"
 	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/rules"
@@ -56,20 +58,24 @@ const usage = `Usage: amx [options] [script [args...]]
        amx test [--run REGEX] [--junit FILE] TESTFILE...
        amx explain -f CONFIG [--env] PAYLOAD.json|-
        amx state ls [--url URL] [--prefix PREFIX] [-o json] | rm [--url URL] PREFIX
+       amx ps [--url URL] [-o json]
+       amx runs [--url URL] [--action A] [--alertname N] [--outcome O] [--limit N] [-o json] [RUN]
        amx version
 
 amx receives Alertmanager webhook notifications and runs commands for them:
 the script given on the command line (for every alert) and the commands of
 the config file (-f). check validates configs, test runs rule unit tests and
 explain prints what a notification would run; these three start nothing.
-state lists or removes what a running amx remembers (its delivery state).
+state lists or removes what a running amx remembers (its delivery state);
+ps lists the processes it runs now, runs what it ran and refused (RUN: one
+run, with its output), as its status page shows them.
 
 Options:
 `
 
 // subcommands are the words amx reads as a subcommand in first place; a
 // command-line script of one of these names needs a path.
-var subcommands = map[string]bool{"check": true, "test": true, "explain": true, "state": true, "version": true, "help": true}
+var subcommands = map[string]bool{"check": true, "test": true, "explain": true, "state": true, "ps": true, "runs": true, "version": true, "help": true}
 
 // version is amx's version, the commit it was built from and the Go
 // release that built it, as the build recorded them.
@@ -110,6 +116,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, reload <-
 			return explain(args[1:], stdout, stderr)
 		case "state":
 			return stateCmd(args[1:], stdout, stderr)
+		case "ps":
+			return psCmd(args[1:], stdout, stderr)
+		case "runs":
+			return runsCmd(args[1:], stdout, stderr)
 		case "version", "--version", "-version":
 			fmt.Fprintln(stdout, version())
 			return 0
@@ -262,11 +272,7 @@ func stateCmd(args []string, stdout, stderr io.Writer) int {
 	client := apiclient.Flags(flags)
 	prefix := flags.String("prefix", "", "List only the entries whose ID starts with this (cooldown/, value/ROUTE/)")
 	output := flags.String("o", "table", "Output format: table or json")
-	if err := flags.Parse(args[1:]); err != nil {
-		return 2
-	}
-	if err := client.Load(); err != nil {
-		fmt.Fprintf(stderr, "amx state: %v\n", err)
+	if !parseClient(flags, client, args[1:], stderr) {
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -290,13 +296,102 @@ func stateCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(l)
+		printJSON(stdout, l)
 		return 0
 	}
 	apiclient.PrintState(stdout, l, time.Now())
 	return 0
+}
+
+// psCmd is amx ps: the processes a running amx runs now.
+func psCmd(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("amx ps", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	client := apiclient.Flags(flags)
+	output := flags.String("o", "table", "Output format: table or json")
+	if !parseClient(flags, client, args, stderr) {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := client.Processes(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "amx ps: %v\n", err)
+		return 1
+	}
+	if *output == "json" {
+		printJSON(stdout, l)
+		return 0
+	}
+	apiclient.PrintProcesses(stdout, l)
+	return 0
+}
+
+// runsCmd is amx runs: what a running amx ran and refused lately, or one
+// run with its output.
+func runsCmd(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("amx runs", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	client := apiclient.Flags(flags)
+	var f history.Filter
+	flags.StringVar(&f.Action, "action", "", "Only the runs of this command or route (commands[0], a route's name)")
+	flags.StringVar(&f.Alertname, "alertname", "", "Only the runs for alerts of this name")
+	flags.StringVar(&f.Outcome, "outcome", "", "Only the runs with this outcome: running, succeeded, failed, resolved, skipped, unknown")
+	limit := flags.Int("limit", 20, "Show the last this many runs (1 to 1000)")
+	output := flags.String("o", "table", "Output format: table or json")
+	if !parseClient(flags, client, args, stderr) {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if flags.NArg() > 0 {
+		id, err := strconv.ParseUint(flags.Arg(0), 10, 64)
+		if err != nil || flags.NArg() > 1 {
+			fmt.Fprintf(stderr, "amx runs: give one run number, not %q\n", flags.Args())
+			return 2
+		}
+		r, err := client.Run(ctx, id)
+		if err != nil {
+			fmt.Fprintf(stderr, "amx runs: %v\n", err)
+			return 1
+		}
+		if *output == "json" {
+			printJSON(stdout, r)
+		} else {
+			apiclient.PrintRun(stdout, r)
+		}
+		return 0
+	}
+	l, err := client.Runs(ctx, f, *limit)
+	if err != nil {
+		fmt.Fprintf(stderr, "amx runs: %v\n", err)
+		return 1
+	}
+	if *output == "json" {
+		printJSON(stdout, l)
+		return 0
+	}
+	apiclient.PrintRuns(stdout, l)
+	return 0
+}
+
+// parseClient parses the flags of a client subcommand and reads the
+// secrets they name.
+func parseClient(flags *flag.FlagSet, client *apiclient.Client, args []string, stderr io.Writer) bool {
+	if err := flags.Parse(args); err != nil {
+		return false
+	}
+	if err := client.Load(); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", flags.Name(), err)
+		return false
+	}
+	return true
+}
+
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }
 
 func check(args []string, stdout, stderr io.Writer) int {

@@ -100,7 +100,7 @@ func runsQuery(r *http.Request, limit int) (history.Filter, int, error) {
 }
 
 func (e *Engine) processesAPI(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, Processes{Instance: e.instance(), Processes: e.hist.Processes(outputLines)})
+	writeJSON(w, history.ProcessList{Instance: e.instance(), Processes: e.hist.Processes(outputLines)})
 }
 
 func (e *Engine) runsAPI(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +109,7 @@ func (e *Engine) runsAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	writeJSON(w, Runs{Instance: e.instance(), Runs: e.hist.Runs(f, limit)})
+	writeJSON(w, history.RunList{Instance: e.instance(), Runs: e.hist.Runs(f, limit)})
 }
 
 func (e *Engine) runAPI(w http.ResponseWriter, r *http.Request) {

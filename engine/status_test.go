@@ -68,7 +68,7 @@ func getJSON(t *testing.T, h http.Handler, path string, out any) int {
 
 func TestRunsAPI(t *testing.T) {
 	_, h := statusEngine(t, nil, nil)
-	var all Runs
+	var all history.RunList
 	if getJSON(t, h, "/api/v1/runs", &all); len(all.Runs) != 6 {
 		t.Fatalf("%d runs, want 6 (writes, fails twice each; once, then its refusal): %+v", len(all.Runs), all.Runs)
 	}
@@ -92,7 +92,7 @@ func TestRunsAPI(t *testing.T) {
 		{"?limit=1001", 400, 0, nil},
 		{"?limit=x", 400, 0, nil},
 	} {
-		var got Runs
+		var got history.RunList
 		code := getJSON(t, h, "/api/v1/runs"+tc.query, &got)
 		if code != tc.code || len(got.Runs) != tc.want {
 			t.Errorf("%s: %d with %d runs, want %d with %d", tc.query, code, len(got.Runs), tc.code, tc.want)
@@ -159,7 +159,7 @@ func TestStatusPage(t *testing.T) {
 	if code != 200 || strings.Count(filtered, `class="failed"`) != 2 || strings.Contains(filtered, `class="succeeded"`) {
 		t.Errorf("filtered page: %d\n%s", code, filtered)
 	}
-	var runs Runs
+	var runs history.RunList
 	getJSON(t, h, "/api/v1/runs?action=writes&limit=1", &runs)
 	code, detail := do(t, h, "GET", "/status/runs/"+itoa(runs.Runs[0].ID), "")
 	if code != 200 || !strings.Contains(detail, "&lt;b&gt;to stderr&lt;/b&gt;") || !strings.Contains(detail, "{}:{alertname=&#34;Disk&#34;}") {
@@ -209,7 +209,7 @@ func TestRunsSurviveRestart(t *testing.T) {
 	e = New(Options{Config: &rules.Config{MaxBodyBytes: 1 << 20, Set: &rules.Set{}}, Rules: compile(t, &rules.Set{}),
 		Log: slog.New(slog.DiscardHandler), State: st})
 	defer e.Shutdown(context.Background())
-	var runs Runs
+	var runs history.RunList
 	if getJSON(t, e.Handler(), "/api/v1/runs?outcome=failed", &runs); len(runs.Runs) != 2 {
 		t.Errorf("%d failed runs after a restart, want 2", len(runs.Runs))
 	}

@@ -83,6 +83,19 @@ type Process struct {
 	Live int `json:"live"`
 }
 
+// ProcessList is the answer of GET /api/v1/processes: Instance names the
+// amx (host and address) whose processes these are.
+type ProcessList struct {
+	Instance  string    `json:"instance"`
+	Processes []Process `json:"processes"`
+}
+
+// RunList is the answer of GET /api/v1/runs.
+type RunList struct {
+	Instance string `json:"instance"`
+	Runs     []Run  `json:"runs"`
+}
+
 // Filter selects runs; empty fields select all.
 type Filter struct {
 	Action, Alertname, Outcome string
