@@ -47,9 +47,14 @@ var outcomes = []string{history.Running, history.Succeeded, history.Failed, hist
 // answered; nothing on them starts or stops anything.
 func (e *Engine) statusRoutes(mux *http.ServeMux) {
 	static, _ := fs.Sub(web, "web")
-	mux.Handle("/status/style.css", readOnly(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFileFS(w, r, static, "style.css")
-	}))
+	asset := func(name string) http.Handler {
+		return readOnly(func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, static, name) })
+	}
+	mux.Handle("/status/style.css", asset("style.css"))
+	mux.Handle("/status/favicon.svg", asset("favicon.svg"))
+	// Browsers ask for it on any page, the JSON ones too; it is never a
+	// notification.
+	mux.Handle("/favicon.ico", asset("favicon.svg"))
 	mux.Handle("/status", e.guard(readOnly(e.statusPage)))
 	mux.Handle("/status/runs/{id}", e.guard(readOnly(e.runPage)))
 	mux.Handle("/api/v1/processes", e.guard(readOnly(e.processesAPI)))
