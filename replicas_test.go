@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/amx-dev/amx/engine/history"
 	"github.com/amx-dev/amx/engine/state/statetest"
 	"github.com/amx-dev/amx/runner/runnertest"
 )
@@ -97,6 +98,18 @@ commands:
 		runner = b
 	}
 	other := map[*amx]*amx{a: b, b: a}[runner]
+	// Each replica shows its own processes, and says so.
+	for r, want := range map[*amx]int{runner: 1, other: 0} {
+		var ps history.ProcessList
+		getJSON(t, "http://"+r.addr+"/api/v1/processes", &ps)
+		if len(ps.Processes) != want || want == 1 && strconv.Itoa(ps.Processes[0].Pid) != strings.TrimSpace(string(b1)) ||
+			!strings.HasSuffix(ps.Instance, r.addr) {
+			t.Errorf("replica %s lists %+v, want %d processes", r.addr, ps, want)
+		}
+	}
+	if _, page := get(t, "http://"+other.addr+"/status"); !strings.Contains(page, "the processes and runs shown are this replica") {
+		t.Errorf("the status page of a replica does not say that it shows its own processes:\n%s", page)
+	}
 	m := regexp.MustCompile(`msg=started name=commands\[1\] cmd=sh fingerprint=(L\d\d)`).FindStringSubmatch(runner.Logs())
 	if m == nil {
 		t.Fatalf("no start of the long process in the logs of the replica that runs it (pid %s)", strings.TrimSpace(string(b1)))

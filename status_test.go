@@ -6,6 +6,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -104,5 +105,32 @@ routes:
 	}
 	if out, err := exec.Command(amxBin, "runs", "--url", url).CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
 		t.Errorf("amx runs without credentials: %v\n%s", err, out)
+	}
+}
+
+// get fetches url without credentials.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: deadline}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// getJSON fetches url and decodes its JSON answer into out.
+func getJSON(t *testing.T, url string, out any) {
+	t.Helper()
+	code, body := get(t, url)
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", url, code, body)
+	}
+	if err := json.Unmarshal([]byte(body), out); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 }
