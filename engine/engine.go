@@ -113,10 +113,11 @@ func New(opts Options) *Engine {
 	e.state.OnResolve(func(fingerprints []string) { e.run.Resolve(fingerprints) })
 	e.stop = make(chan struct{})
 	if e.state.Shared() {
-		go e.backstop(10 * time.Second)
+		const backstop = 10 * time.Second
+		go e.every(backstop, func() { e.backstopOnce(backstop) })
 	}
 	if e.hist.Persistent() {
-		go e.saveHistory(time.Second)
+		go e.every(time.Second, e.saveHistory)
 	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "am_executor_max_processes",
@@ -605,9 +606,15 @@ func openHistory(st state.Store, log *slog.Logger) *history.History {
 	return history.New()
 }
 
-// saveHistory writes the history's changes to the state file every
-// period, until the engine stops.
-func (e *Engine) saveHistory(period time.Duration) {
+// saveHistory writes the history's changes to the state file.
+func (e *Engine) saveHistory() {
+	if err := e.hist.Save(); err != nil {
+		e.stateError("history", err)
+	}
+}
+
+// every calls f every period until the engine stops.
+func (e *Engine) every(period time.Duration, f func()) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -616,9 +623,7 @@ func (e *Engine) saveHistory(period time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := e.hist.Save(); err != nil {
-			e.stateError("history", err)
-		}
+		f()
 	}
 }
 
@@ -693,9 +698,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.stopOnce.Do(func() { close(e.stop) })
 	err := e.run.Shutdown(ctx)
 	// The processes have ended: their ends are in the history.
-	if err := e.hist.Save(); err != nil {
-		e.stateError("history", err)
-	}
+	e.saveHistory()
 	if e.ownState {
 		e.state.Close()
 	}
@@ -742,23 +745,10 @@ func (o *occurrences) list() (occs, fingerprints []string) {
 	return occs, fingerprints
 }
 
-// backstop signals, every period, the processes running here for an
-// occurrence another replica saw resolve, in case its broadcast was
-// missed (this replica was reconnecting to the store).
-func (e *Engine) backstop(period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-t.C:
-		}
-		e.backstopOnce(period)
-	}
-}
 
-// backstopOnce is one round of the backstop.
+// backstopOnce is one round of the backstop, which signals the processes
+// running here for an occurrence another replica saw resolve, in case its
+// broadcast was missed (this replica was reconnecting to the store).
 func (e *Engine) backstopOnce(timeout time.Duration) {
 	occs, fps := e.running.list()
 	if len(occs) == 0 {

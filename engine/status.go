@@ -29,6 +29,12 @@ var statusTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 	"reasons":  reasonText,
 	"clock":    func(t time.Time) string { return t.Format("2006-01-02 15:04:05 MST") },
 	"exitText": exitText,
+	"head": func(title, base string, refresh int) any {
+		return struct {
+			Title, Base string
+			Refresh     int
+		}{title, base, refresh}
+	},
 }).ParseFS(web, "web/*.html"))
 
 // Shown runs: the page shows the last shownRuns that its filter selects,
