@@ -745,7 +745,6 @@ func (o *occurrences) list() (occs, fingerprints []string) {
 	return occs, fingerprints
 }
 
-
 // backstopOnce is one round of the backstop, which signals the processes
 // running here for an occurrence another replica saw resolve, in case its
 // broadcast was missed (this replica was reconnecting to the store).
