@@ -497,7 +497,8 @@ func TestFailureAndBadInput(t *testing.T) {
 	if code != 500 || body != "command line: sh: exit status 4\n" {
 		t.Errorf("failure: %d %q", code, body)
 	}
-	a.waitLog(t, "stream=stderr line=failing")
+	a.waitLog(t, "msg=output name=\"command line\" cmd=sh")
+	a.waitLog(t, "line=failing")
 	for _, tc := range []struct {
 		body string
 		code int

@@ -329,6 +329,7 @@ func newAction(name string, p *rules.Process, fingerprint string) runner.Action 
 		KillAfter:       p.KillAfter,
 		NoWait:          p.NoWait,
 		WaitAtMost:      p.WaitAtMost,
+		SeparateStderr:  p.SeparateStderr,
 	}
 }
 

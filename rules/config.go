@@ -148,6 +148,9 @@ type Process struct {
 	// started. Zero waits until it ends.
 	NoWait     bool
 	WaitAtMost time.Duration
+	// SeparateStderr logs standard error apart from standard output
+	// (stream=stderr), at the cost of a second pipe per process.
+	SeparateStderr bool
 	waitSet    bool // wait given here, not taken from the configuration's default
 	// By are the labels whose values are an action's key, for max and
 	// cooldown; without, the key is the alert's fingerprint.
@@ -473,6 +476,7 @@ func (d *decoder) process(p *Process, fields map[string]field) map[string]field 
 	fields["timeout"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Timeout) }
 	fields["kill_after"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.KillAfter) }
 	fields["once"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.Once) }
+	fields["separate_stderr"] = func(n *yaml.Node, path string) { d.boolean(n, path, &p.SeparateStderr) }
 	fields["by"] = func(n *yaml.Node, path string) { d.strings(n, path, &p.By) }
 	fields["cooldown"] = func(n *yaml.Node, path string) { d.duration(n, path, &p.Cooldown) }
 	fields["rate"] = func(n *yaml.Node, path string) {

@@ -424,3 +424,27 @@ func TestStateRedis(t *testing.T) {
 		}
 	}
 }
+
+func TestSeparateStderr(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "amx.yml")
+	config := `commands:
+  - cmd: a
+  - cmd: b
+    separate_stderr: true
+routes:
+  - name: r
+    separate_stderr: true
+    lua: exec("x")
+`
+	if err := os.WriteFile(f, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Source{File: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, r := cfg.Set.Commands, cfg.Set.Routes
+	if c[0].SeparateStderr || !c[1].SeparateStderr || !r[0].SeparateStderr {
+		t.Errorf("SeparateStderr: commands %v %v, route %v; want false true true", c[0].SeparateStderr, c[1].SeparateStderr, r[0].SeparateStderr)
+	}
+}

@@ -10,15 +10,16 @@ import (
 // logged in pieces.
 const maxLine = 64 << 10
 
-// maxOutput caps what is logged of one stream of one process: a command
+// maxOutput caps what is logged of one pipe of one process: a command
 // that writes without end must not fill the log. The rest is read and
 // dropped, so the command never blocks on a full pipe, and counted.
 const maxOutput = 1 << 20
 
-// lineLogger logs a process's output line by line, tagged with the stream.
+// lineLogger logs a process's output line by line, tagged with the stream
+// when it carries one only.
 type lineLogger struct {
 	log    *slog.Logger
-	stream string
+	stream string // "" for both
 	pid    func() int
 	tail   *Tail // nil: none kept
 
@@ -68,11 +69,19 @@ func (w *lineLogger) flush() {
 		w.buf = nil
 	}
 	if w.dropped > 0 {
-		w.log.Warn("output cut", "pid", w.pid(), "stream", w.stream, "logged_bytes", maxOutput, "dropped_bytes", w.dropped)
+		if w.stream == "" {
+			w.log.Warn("output cut", "pid", w.pid(), "logged_bytes", maxOutput, "dropped_bytes", w.dropped)
+		} else {
+			w.log.Warn("output cut", "pid", w.pid(), "stream", w.stream, "logged_bytes", maxOutput, "dropped_bytes", w.dropped)
+		}
 	}
 }
 
 func (w *lineLogger) emit(line []byte) {
+	if w.stream == "" {
+		w.log.Info("output", "pid", w.pid(), "line", string(line))
+		return
+	}
 	w.log.Info("output", "pid", w.pid(), "stream", w.stream, "line", string(line))
 }
 

@@ -168,7 +168,7 @@ type launch struct {
 	cancel         context.CancelFunc
 	payload        string // the payload file, removed at the end
 	pidfd          int    // -1 without
-	stdout, stderr *lineLogger
+	stdout, stderr *lineLogger // stderr nil when stdout carries both
 	begin          time.Time
 }
 
@@ -214,9 +214,15 @@ func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 	case a.Stdin != "":
 		cmd.Stdin = strings.NewReader(a.Stdin)
 	}
-	l.stdout = &lineLogger{log: log, stream: "stdout", pid: p.getPid, tail: a.Output}
-	l.stderr = &lineLogger{log: log, stream: "stderr", pid: p.getPid, tail: a.Output}
-	cmd.Stdout, cmd.Stderr = l.stdout, l.stderr
+	if a.SeparateStderr {
+		l.stdout = &lineLogger{log: log, stream: "stdout", pid: p.getPid, tail: a.Output}
+		l.stderr = &lineLogger{log: log, stream: "stderr", pid: p.getPid, tail: a.Output}
+		cmd.Stdout, cmd.Stderr = l.stdout, l.stderr
+	} else {
+		// The same writer for both: os/exec then makes one pipe.
+		l.stdout = &lineLogger{log: log, pid: p.getPid, tail: a.Output}
+		cmd.Stdout, cmd.Stderr = l.stdout, l.stdout
+	}
 	l.cmd = cmd
 	return l, nil
 }
@@ -255,7 +261,9 @@ func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
 		err = nil
 	}
 	l.stdout.flush()
-	l.stderr.flush()
+	if l.stderr != nil {
+		l.stderr.flush()
+	}
 	took := time.Since(l.begin)
 	r.m.ProcessesCurrent.Dec()
 	r.m.ProcessDuration.Observe(took.Seconds())

@@ -69,6 +69,11 @@ type Action struct {
 	// Output, when set, keeps the last bytes the process writes, on either
 	// stream.
 	Output *Tail
+	// SeparateStderr gives standard error a pipe of its own, so that its
+	// lines are logged with stream=stderr apart from stdout's. Without it
+	// both streams share one pipe, their lines logged in the order they
+	// were written: a pipe and a reader fewer per process.
+	SeparateStderr bool
 }
 
 func ended(a *Action, res Result) {

@@ -89,7 +89,7 @@ func TestRunEnvAndExitStatus(t *testing.T) {
 func TestOutputIsLoggedByLine(t *testing.T) {
 	var logs bytes.Buffer
 	r, _ := newRunner(t, &logs)
-	r.Run([]Action{{Name: "talk", Cmd: "sh", Args: []string{"-c", `echo one; echo two >&2; printf three`}}})
+	r.Run([]Action{{Name: "talk", Cmd: "sh", Args: []string{"-c", `echo one; echo two >&2; printf three`}, SeparateStderr: true}})
 	text := logs.String()
 	for _, want := range []string{
 		`msg=output name=talk cmd=sh fingerprint="" pid=`,
@@ -101,6 +101,26 @@ func TestOutputIsLoggedByLine(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("log lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// Without SeparateStderr both streams share a pipe: every line is logged,
+// in the order written, without a stream.
+func TestOutputMerged(t *testing.T) {
+	var logs bytes.Buffer
+	r, _ := newRunner(t, &logs)
+	r.Run([]Action{{Name: "talk", Cmd: "sh", Args: []string{"-c", `echo one; echo two >&2; echo three; echo four >&2`}}})
+	var lines []string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "msg=output") {
+			if strings.Contains(l, "stream=") {
+				t.Errorf("a merged line names a stream: %s", l)
+			}
+			lines = append(lines, l[strings.Index(l, "line=")+5:])
+		}
+	}
+	if want := []string{"one", "two", "three", "four"}; !slices.Equal(lines, want) {
+		t.Errorf("lines logged %q, want %q in that order", lines, want)
 	}
 }
 
@@ -346,7 +366,7 @@ func TestOutputCut(t *testing.T) {
 	r, _ := newRunner(t, &logs)
 	// 3 MiB of 1 KiB lines on stdout, then a line on stderr.
 	res := r.Run([]Action{{Name: "chatty", Cmd: "sh", Args: []string{"-c",
-		`head -c 3145728 /dev/zero | tr '\0' 'x' | fold -w 1023; echo done >&2`}}})[0]
+		`head -c 3145728 /dev/zero | tr '\0' 'x' | fold -w 1023; echo done >&2`}, SeparateStderr: true}})[0]
 	if res.Err != nil || res.ExitCode != 0 {
 		t.Fatalf("%+v", res)
 	}
