@@ -151,7 +151,7 @@ type Process struct {
 	// SeparateStderr logs standard error apart from standard output
 	// (stream=stderr), at the cost of a second pipe per process.
 	SeparateStderr bool
-	waitSet    bool // wait given here, not taken from the configuration's default
+	waitSet        bool // wait given here, not taken from the configuration's default
 	// By are the labels whose values are an action's key, for max and
 	// cooldown; without, the key is the alert's fingerprint.
 	By []string

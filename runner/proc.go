@@ -166,8 +166,8 @@ type launch struct {
 	cmd            *exec.Cmd
 	ctx            context.Context // done at the timeout
 	cancel         context.CancelFunc
-	payload        string // the payload file, removed at the end
-	pidfd          int    // -1 without
+	payload        string      // the payload file, removed at the end
+	pidfd          int         // -1 without
 	stdout, stderr *lineLogger // stderr nil when stdout carries both
 	begin          time.Time
 }
