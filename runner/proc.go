@@ -213,6 +213,10 @@ func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 		cmd.Stdin = bytes.NewReader(a.Payload)
 	case a.Stdin != "":
 		cmd.Stdin = strings.NewReader(a.Stdin)
+	case r.devNull != nil:
+		// An *os.File is handed to the child as it is: os/exec would
+		// open /dev/null anew for every process.
+		cmd.Stdin = r.devNull
 	}
 	if a.SeparateStderr {
 		l.stdout = &lineLogger{log: log, stream: "stdout", pid: p.getPid, tail: a.Output}

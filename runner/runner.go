@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -134,6 +135,10 @@ type Runner struct {
 	m     Metrics
 	grace time.Duration
 
+	// devNull is the standard input of processes without one, opened
+	// once; nil if it could not be (os/exec then opens it each time).
+	devNull *os.File
+
 	mu     sync.Mutex
 	closed bool
 	// live holds every started process by the fingerprint it is bound to.
@@ -161,11 +166,13 @@ func New(opts Options) *Runner {
 			*v = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "unused"}, []string{"x"})
 		}
 	}
+	devNull, _ := os.Open(os.DevNull)
 	return &Runner{
-		log:   opts.Logger,
-		m:     opts.Metrics,
-		grace: opts.Grace,
-		live:  make(map[string]map[*proc]struct{}),
+		devNull: devNull,
+		log:     opts.Logger,
+		m:       opts.Metrics,
+		grace:   opts.Grace,
+		live:    make(map[string]map[*proc]struct{}),
 	}
 }
 
