@@ -36,6 +36,7 @@ type Engine struct {
 	rules   atomic.Pointer[Rules]
 	maxBody atomic.Int64
 	bodies  bodyBudget // what the request bodies being read or handled hold
+	gc      gcPace
 	// maxAlerts caps the alerts of one notification; capacity the
 	// processes running at once.
 	maxAlerts atomic.Int64
@@ -179,6 +180,12 @@ func (e *Engine) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	maxBody := e.maxBody.Load()
+	// A large body is announced: the buffer that reads it grows by
+	// doubling, which is garbage enough to matter already.
+	if r.ContentLength >= largeBody && r.ContentLength <= maxBody {
+		e.gc.enter()
+		defer e.gc.leave()
+	}
 	body, held, err := readBody(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength, maxBody, &e.bodies)
 	defer e.bodies.give(held)
 	if err != nil {

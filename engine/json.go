@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxDepth bounds the nesting of the values amx skips (fields it does not
@@ -295,10 +296,16 @@ func (d *jsonDecoder) stringBytes() ([]byte, error) {
 	return d.quotedBytes()
 }
 
-// string reads a string value; null is the empty string.
+// string reads a string value; null is the empty string. The string
+// shares the input's memory (or the buffer unquoting made): the message of
+// a large group is its body and little more, not the body and a copy of
+// every label and annotation. See Decode for what that asks of callers.
 func (d *jsonDecoder) string() (string, error) {
 	b, err := d.stringBytes()
-	return string(b), err
+	if len(b) == 0 {
+		return "", err
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), err
 }
 
 // word reads a string value that is mostly one of a few (a status), without

@@ -60,6 +60,10 @@ func (a *Alert) Resolved() bool { return a.Status == StatusResolved }
 // Decode parses and validates a notification of at most
 // rules.DefaultMaxAlerts alerts. Its errors are one line and describe bad
 // input: the caller answers them with 400.
+//
+// The Message's string values share body's memory, which must not change
+// afterwards. What keeps a value past the notification (the run history,
+// the state store's values) copies it, so as not to hold the whole body.
 func Decode(body []byte) (*Message, error) {
 	return DecodeMax(body, rules.DefaultMaxAlerts)
 }

@@ -219,6 +219,7 @@ func (h *History) changed(e *entry) {
 // Add records an admitted action about to start and returns its ID, and
 // the Tail its output is to be kept in.
 func (h *History) Add(r Run) (uint64, *runner.Tail) {
+	r.own()
 	e := &entry{run: r, tail: runner.NewTail(OutputSize)}
 	e.run.Outcome = Running
 	h.mu.Lock()
@@ -236,11 +237,35 @@ func (h *History) Skip(runs []Run) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, r := range runs {
+		r.own()
 		e := &entry{run: r}
 		e.run.ID, e.run.Outcome = h.next, Skipped
 		h.next++
 		h.push(e)
 		h.changed(e)
+	}
+}
+
+// own copies the strings of a run given to the history: they may share
+// the memory of a notification's body (see engine.Decode), which a run
+// kept for hours must not hold.
+func (r *Run) own() {
+	for _, s := range []*string{&r.Action, &r.Cmd, &r.Key, &r.Alertname, &r.Fingerprint, &r.GroupKey, &r.Reason} {
+		*s = strings.Clone(*s)
+	}
+	if r.Args != nil {
+		args := make([]string, len(r.Args))
+		for i, a := range r.Args {
+			args[i] = strings.Clone(a)
+		}
+		r.Args = args
+	}
+	if r.Labels != nil {
+		labels := make(map[string]string, len(r.Labels))
+		for k, v := range r.Labels {
+			labels[strings.Clone(k)] = strings.Clone(v)
+		}
+		r.Labels = labels
 	}
 }
 

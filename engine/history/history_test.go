@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/amx-dev/amx/engine/state"
 	"github.com/amx-dev/amx/runner"
@@ -196,5 +197,22 @@ func TestCounts(t *testing.T) {
 	}
 	if c := got[0]; c.Started != 2 || c.Failed != 1 || c.Skipped[state.Cooldown] != 3 {
 		t.Errorf("restart counts %+v", c)
+	}
+}
+
+// A run keeps copies of its strings: those of a notification may share
+// the memory of its whole body.
+func TestRunOwnsItsStrings(t *testing.T) {
+	body := []byte("DiskFulldb1")
+	name, host := unsafe.String(&body[0], 8), unsafe.String(&body[8], 3)
+	h := New()
+	id, _ := h.Add(Run{Action: "a", Alertname: name, Key: host, Labels: map[string]string{"alertname": name, "instance": host},
+		Args: []string{host}})
+	h.Skip([]Run{{Action: "a", Key: host, Reason: state.Cooldown}})
+	copy(body, "XXXXXXXXXXX") // what a reused body would do
+	r, _ := h.Run(id)
+	skip := h.Runs(Filter{Outcome: Skipped}, 1)[0]
+	if r.Alertname != "DiskFull" || r.Key != "db1" || r.Labels["instance"] != "db1" || r.Args[0] != "db1" || skip.Key != "db1" {
+		t.Errorf("the run shares the body's memory: %+v %+v", r, skip)
 	}
 }

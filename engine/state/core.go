@@ -298,6 +298,9 @@ func (c *core) apply(ch *[]change, w *Writes, now time.Time) (refused []string) 
 		switch op.Op {
 		case "set":
 			v := op.Value
+			// Kept past the notification, whose body the string may
+			// share (see engine.Decode).
+			v.Str = strings.Clone(v.Str)
 			c.put(ch, id, &Entry{Kind: KindValue, Value: &v, At: now, Expires: orForever(expires)})
 		case "incr":
 			v := Value{IsNum: true, Num: op.Value.Num}

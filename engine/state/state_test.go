@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // clock is a settable Options.Now.
@@ -345,5 +346,19 @@ func TestCopySettlement(t *testing.T) {
 		if len(entries) != 1 || entries[0].State != Delivered {
 			t.Errorf("%s: after a copy's delivered answer: %+v", name, entries)
 		}
+	}
+}
+
+// A value set keeps a copy of its string: a script's string may share the
+// memory of a notification's whole body.
+func TestSetOwnsItsValue(t *testing.T) {
+	s := NewMemory(Options{})
+	defer s.Close()
+	body := []byte("db1 rebooted")
+	v := unsafe.String(&body[0], len(body))
+	s.Admit(context.Background(), Batch{Writes: []Writes{{ID: "w", Namespace: "r", Ops: []Write{{Op: "set", Key: "k", Value: Value{Str: v}}}}}})
+	copy(body, "XXXXXXXXXXXX")
+	if got, _, _ := s.Get(context.Background(), "r", "k"); got.Str != "db1 rebooted" {
+		t.Errorf("the value shares the body's memory: %q", got.Str)
 	}
 }
