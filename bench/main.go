@@ -475,7 +475,9 @@ routes:
 	return nil
 }
 
-// largeGroup is a firing notification of n DiskFull alerts on n instances.
+// largeGroup is a firing notification of n DiskFull alerts on n instances,
+// each with a 640-byte description: about 1 kB an alert, 50 MB for 50,000,
+// as large groups from Alertmanager are (the issue's was 46 MB).
 func largeGroup(n int) []byte {
 	var buf bytes.Buffer
 	buf.WriteString(`{"receiver":"amx","status":"firing","alerts":[`)
@@ -484,9 +486,9 @@ func largeGroup(n int) []byte {
 			buf.WriteByte(',')
 		}
 		fmt.Fprintf(&buf, `{"status":"firing","labels":{"alertname":"DiskFull","device":"/dev/sda1","instance":"host-%06d:9100","job":"node","mountpoint":"/","severity":"warning"},`+
-			`"annotations":{"summary":"Disk / on host-%06d is 95%% full","runbook_url":"https://runbooks.example.com/diskfull"},`+
+			`"annotations":{"summary":"Disk / on host-%06d is 95%% full","runbook_url":"https://runbooks.example.com/diskfull","description":"%s"},`+
 			`"startsAt":"2026-11-25T10:00:00.000Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus:9090/graph?g0.expr=disk_used_ratio%%3E0.95","fingerprint":"%016x"}`,
-			i, i, uint64(i)*0x9e3779b97f4a7c15)
+			i, i, strings.Repeat("x", 640), uint64(i)*0x9e3779b97f4a7c15)
 	}
 	buf.WriteString(`],"groupLabels":{"alertname":"DiskFull"},"commonLabels":{"alertname":"DiskFull","job":"node","severity":"warning"},` +
 		`"commonAnnotations":{},"externalURL":"http://alertmanager:9093","version":"4","groupKey":"{}:{alertname=\"DiskFull\"}","truncatedAlerts":0}`)
