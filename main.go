@@ -400,7 +400,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 	// -f as for the server and explain, so that the same command line
 	// with "check" in front checks what the server would load.
 	file := flags.String("f", "", "YAML config file to check, as well as any CONFIG")
-	flags.Usage = func() { fmt.Fprintln(flags.Output(), "Usage: amx check [-f CONFIG] CONFIG...") }
+	flags.Usage = func() {
+		fmt.Fprintln(flags.Output(), "Usage: amx check [-f CONFIG] CONFIG...")
+		flags.PrintDefaults()
+	}
 	if err := flags.Parse(args); err != nil {
 		return 2 // Parse printed the error and the usage
 	}

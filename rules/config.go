@@ -316,6 +316,12 @@ func load(src Source, read *sources) (*Config, error) {
 
 // parse decodes one file into cfg; read reads the files it references.
 func (cfg *Config) parse(file string, data []byte, read *sources) error {
+	return cfg.parseKeys(file, data, read, nil)
+}
+
+// parseKeys is parse, collecting the key paths the mappings accept in
+// keys when it is set.
+func (cfg *Config) parseKeys(file string, data []byte, read *sources, keys map[string]bool) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return syntaxError(file, err)
@@ -323,7 +329,7 @@ func (cfg *Config) parse(file string, data []byte, read *sources) error {
 	if len(doc.Content) == 0 {
 		return nil // an empty file is an empty configuration
 	}
-	d := &decoder{file: file, read: read}
+	d := &decoder{file: file, read: read, keys: keys}
 	var maxBody int64
 	var tlsNode, certNode, keyNode, caNode *yaml.Node
 	wait := waitSetting{} // the old executor answered when its commands ended

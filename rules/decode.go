@@ -53,6 +53,9 @@ type decoder struct {
 	file string
 	read *sources // reads the files the configuration references
 	errs []error  // each an *Error
+	// keys, when set, collects the key paths every mapping accepts, for
+	// Keys.
+	keys map[string]bool
 }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -85,6 +88,11 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]field) {
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, path, "want a mapping, got %s", describe(n))
 		return
+	}
+	if d.keys != nil {
+		for name := range fields {
+			d.keys[indexRE.ReplaceAllString(join(path, name), "[]")] = true
+		}
 	}
 	seen := make(map[string]bool, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
