@@ -77,6 +77,11 @@ Options:
 // command-line script of one of these names needs a path.
 var subcommands = map[string]bool{"check": true, "test": true, "explain": true, "state": true, "ps": true, "runs": true, "version": true, "help": true}
 
+// buildVersion is the version a release build sets with
+// -ldflags "-X main.buildVersion=v1.2.3" (the Dockerfile and the packages
+// do); without it, the module's version as go build recorded it.
+var buildVersion string
+
 // version is amx's version, the commit it was built from and the Go
 // release that built it, as the build recorded them.
 func version() string {
@@ -85,6 +90,9 @@ func version() string {
 		return "amx (unknown version)"
 	}
 	v := "amx " + info.Main.Version
+	if buildVersion != "" {
+		v = "amx " + buildVersion
+	}
 	var commit, modified string
 	for _, s := range info.Settings {
 		switch s.Key {
