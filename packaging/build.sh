@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds amx's Debian and RPM packages into dist/ with nfpm v2.48.0:
+#   packaging/build.sh                 # both, version from git describe
+#   VERSION=1.2.0 FORMATS=deb packaging/build.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+
+version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+version=${version#v}
+# Package versions start with a digit; an untagged build is a pre-release.
+[[ $version =~ ^[0-9] ]] || version="0.0.0-git.${version}"
+export VERSION=$version
+export GOARCH=${GOARCH:-$(go env GOARCH)}
+BUILD_DIR=dist/build
+mkdir -p "$BUILD_DIR"
+
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.buildVersion=v${VERSION}" -o "$BUILD_DIR/amx" .
+# The hardened unit of examples/, with the packaged binary's path.
+sed 's|/usr/local/bin/amx|/usr/bin/amx|g' examples/amx.service > "$BUILD_DIR/amx.service"
+
+for format in ${FORMATS:-deb rpm}; do
+  go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0 package \
+    --config packaging/nfpm.yaml --packager "$format" --target dist/
+done
+ls -l dist/*.deb dist/*.rpm 2>/dev/null || true
