@@ -6,10 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 
-version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
-version=${version#v}
-# Package versions start with a digit; an untagged build is a pre-release.
-[[ $version =~ ^[0-9] ]] || version="0.0.0-git.${version}"
+# The release tag (v1.2.0 -> 1.2.0); an untagged build is a pre-release
+# named by its commit.
+if [ -n "${VERSION:-}" ]; then
+  version=${VERSION#v}
+elif tag=$(git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null); then
+  version=${tag#v}
+else
+  version="0.0.0-git.$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+fi
 export VERSION=$version
 export GOARCH=${GOARCH:-$(go env GOARCH)}
 BUILD_DIR=dist/build
