@@ -426,8 +426,7 @@ func TestStateRedis(t *testing.T) {
 }
 
 func TestSeparateStderr(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "amx.yml")
-	config := `commands:
+	cfg := loadText(t, `commands:
   - cmd: a
   - cmd: b
     separate_stderr: true
@@ -435,16 +434,23 @@ routes:
   - name: r
     separate_stderr: true
     lua: exec("x")
-`
-	if err := os.WriteFile(f, []byte(config), 0o644); err != nil {
+`)
+	c, r := cfg.Set.Commands, cfg.Set.Routes
+	if c[0].SeparateStderr || !c[1].SeparateStderr || !r[0].SeparateStderr {
+		t.Errorf("SeparateStderr: commands %v %v, route %v; want false true true", c[0].SeparateStderr, c[1].SeparateStderr, r[0].SeparateStderr)
+	}
+}
+
+// loadText loads a configuration written to a file of its own.
+func loadText(t *testing.T, text string) *Config {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "amx.yml")
+	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := Load(Source{File: f})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, r := cfg.Set.Commands, cfg.Set.Routes
-	if c[0].SeparateStderr || !c[1].SeparateStderr || !r[0].SeparateStderr {
-		t.Errorf("SeparateStderr: commands %v %v, route %v; want false true true", c[0].SeparateStderr, c[1].SeparateStderr, r[0].SeparateStderr)
-	}
+	return cfg
 }
