@@ -127,9 +127,9 @@ func (g *gcPace) leave() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.large--; g.large == 0 {
-		// Collect what the last one left, before the goal grows back:
-		// the next large body then starts from what is live.
-		runtime.GC()
 		debug.SetGCPercent(g.base)
+		// Collect what the last one left now, so that the next goal is
+		// set from what is live; not on the answer's way out.
+		go runtime.GC()
 	}
 }

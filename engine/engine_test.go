@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -589,5 +590,35 @@ func TestNoWait(t *testing.T) {
 		Rules: compile(t, &rules.Set{Commands: set.Commands[2:]}), Log: slog.New(slog.DiscardHandler)})
 	if code, answer := do(t, e2.Handler(), "POST", "/", firing); code != 500 || !strings.Contains(answer, "no such file") {
 		t.Errorf("a start failure with wait: false: %d %q, want 500", code, answer)
+	}
+}
+
+// gcPercent reads the collector's percent.
+func gcPercent() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// While large bodies are handled the collector runs at largeGCPercent,
+// then at what it was; a lower GOGC, or GOGC=off, is left as it is.
+func TestGCPace(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, base := range []int{100, 400, 10, -1} {
+		debug.SetGCPercent(base)
+		var g gcPace
+		g.enter()
+		g.enter() // a second large body
+		during := gcPercent()
+		g.leave()
+		still := gcPercent()
+		g.leave()
+		want := largeGCPercent
+		if base >= 0 && base < largeGCPercent || base < 0 {
+			want = base
+		}
+		if during != want || still != want || gcPercent() != base {
+			t.Errorf("GOGC %d: %d while handling, %d with one left, %d after; want %d, %d, %d", base, during, still, gcPercent(), want, want, base)
+		}
 	}
 }
