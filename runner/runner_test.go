@@ -138,6 +138,12 @@ wait`
 			Fingerprint: "fp", Signal: syscall.SIGUSR1}})[0]
 	}()
 	grandchild := runnertest.ReadInt(t, filepath.Join(dir, "grandchild"))
+	// Until it has exec'd sleep the grandchild is a copy of the shell,
+	// which may still hold the trap: the signal would not end it.
+	runnertest.Eventually(t, "grandchild runs sleep", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", grandchild))
+		return strings.HasPrefix(string(b), "sleep\x00")
+	})
 
 	r.Resolve([]string{"other-fingerprint", ""})
 	if runnertest.Gone(grandchild) {
