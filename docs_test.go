@@ -175,3 +175,40 @@ func anchors(t *testing.T, file string) []string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestMetricsDocumented: every am_executor_* metric a running amx serves is
+// in the table of docs/operations.md, and every one there is served.
+func TestMetricsDocumented(t *testing.T) {
+	dir := t.TempDir()
+	a := startAmx(t, "-f", writeFile(t, dir, "amx.yml", `
+routes:
+  - {name: quiet, lua: 'skip("quiet")'}
+  - {name: broken, lua: 'error("broken")'}
+`))
+	// The metrics with a label per route or answer appear once used.
+	post(t, nil, "http://"+a.addr+"/", alertJSON("firing", "f1", "2026-12-05T08:00:00Z", `{"alertname":"A"}`))
+	_, text := get(t, "http://"+a.addr+"/metrics")
+	served := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (am_executor_\w+) `).FindAllStringSubmatch(text, -1) {
+		served[m[1]] = true
+	}
+	documented := map[string]bool{}
+	for _, w := range firstCells(section(t, "docs/operations.md", "Metrics")) {
+		if strings.HasPrefix(w, "am_executor_") {
+			documented[w] = true
+		}
+	}
+	if len(served) == 0 {
+		t.Fatalf("no am_executor_* metric served:\n%s", text)
+	}
+	for m := range served {
+		if !documented[m] {
+			t.Errorf("metric %s is not documented in docs/operations.md", m)
+		}
+	}
+	for m := range documented {
+		if !served[m] {
+			t.Errorf("docs/operations.md documents %s, which amx does not serve", m)
+		}
+	}
+}

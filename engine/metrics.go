@@ -121,5 +121,9 @@ func newMetrics() *metrics {
 	for _, r := range []string{"ok", "fail"} {
 		m.signalled.WithLabelValues(r)
 	}
+	for _, k := range []string{state.KindClaim, state.KindTombstone, state.KindCooldown, state.KindRate, state.KindValue,
+		state.KindApplied} {
+		m.evicted.WithLabelValues(k)
+	}
 	return m
 }
