@@ -101,14 +101,21 @@ func TestFlagsDocumented(t *testing.T) {
 		}
 	}
 	delete(documented, "h") // -h is the flag package's own
-	for f := range accepted {
-		if !documented[f] {
-			t.Errorf("flag -%s is not documented in docs/configuration.md", f)
+	sameNames(t, "flag -", "docs/configuration.md", accepted, documented)
+}
+
+// sameNames reports the names amx has that page does not document, and
+// those it documents that amx does not have.
+func sameNames(t *testing.T, what, page string, has, documented map[string]bool) {
+	t.Helper()
+	for n := range has {
+		if !documented[n] {
+			t.Errorf("%s%s is not documented in %s", what, n, page)
 		}
 	}
-	for f := range documented {
-		if !accepted[f] {
-			t.Errorf("docs/configuration.md documents -%s, which amx does not accept", f)
+	for n := range documented {
+		if !has[n] {
+			t.Errorf("%s documents %s%s, which amx does not have", page, what, n)
 		}
 	}
 }
@@ -201,14 +208,5 @@ routes:
 	if len(served) == 0 {
 		t.Fatalf("no am_executor_* metric served:\n%s", text)
 	}
-	for m := range served {
-		if !documented[m] {
-			t.Errorf("metric %s is not documented in docs/operations.md", m)
-		}
-	}
-	for m := range documented {
-		if !served[m] {
-			t.Errorf("docs/operations.md documents %s, which amx does not serve", m)
-		}
-	}
+	sameNames(t, "metric ", "docs/operations.md", served, documented)
 }
