@@ -379,7 +379,7 @@ func (e *Engine) handle(ctx context.Context, msg *Message) delivery {
 	// routes' actions still run.
 	for _, re := range plan.Errors {
 		e.m.luaErrors.WithLabelValues(re.Route, re.Err.Kind).Inc()
-		e.hist.Count(re.Route, 0, 0, 1)
+		e.hist.CountLuaError(re.Route)
 		e.log.Error("route failed", "route", re.Route, "fingerprint", re.Fingerprint, "err", re.Err.Msg)
 		if re.Retry {
 			d.failures = append(d.failures, re.Route+": "+re.Err.Msg)
@@ -467,11 +467,7 @@ func (e *Engine) sortAdmission(msg *Message, plan *Plan, adm Admission, window t
 		case "":
 			id, tail := e.hist.Add(runOf(msg, plan, i))
 			act.Output = tail
-			name := act.Name
-			act.Started = func(pid int) {
-				e.hist.Started(id, pid)
-				e.hist.Count(name, 1, 0, 0)
-			}
+			act.Started = func(pid int) { e.hist.Started(id, pid) }
 			act.Ended = e.ended(id, len(out.actions), adm.Leases[i], claim, act.Fingerprint, ends)
 			out.actions = append(out.actions, *act)
 			out.index = append(out.index, i)
@@ -496,7 +492,7 @@ func (e *Engine) sortAdmission(msg *Message, plan *Plan, adm Admission, window t
 		out.skipped.add(reason, 1)
 		refusals = refused(refusals, msg, plan, i, reason)
 	}
-	e.recordRefusals(refusals)
+	e.hist.Skip(refusals)
 	// Set before any of them starts.
 	ends.running, ends.settled = len(out.actions), len(out.pending) > 0
 	return out
@@ -519,9 +515,6 @@ func (e *Engine) ended(id uint64, i int, lease state.Lease, claim *state.Claim, 
 			e.state.Release(lease)
 		}
 		e.hist.Ended(id, res)
-		if res.Err != nil {
-			e.hist.Count(res.Action.Name, 0, 1, 0)
-		}
 		e.capacity.give(1)
 		if occ != "" {
 			e.running.remove(occ)
@@ -536,7 +529,7 @@ func (e *Engine) ended(id uint64, i int, lease state.Lease, claim *state.Claim, 
 // resolve that stops it.
 func (e *Engine) awaitCopies(ctx context.Context, msg *Message, plan *Plan, pending []int, window time.Duration, d *delivery, skipped *skipCounts) {
 	var refusals []history.Run
-	defer func() { e.recordRefusals(refusals) }()
+	defer func() { e.hist.Skip(refusals) }()
 	for _, i := range pending {
 		act, claim := &plan.Actions[i], &plan.Claims[i]
 		wctx, cancel := context.WithTimeout(ctx, copyWait)
@@ -573,9 +566,6 @@ func runOf(msg *Message, plan *Plan, i int) history.Run {
 // is the same action refused for the same reason, so that a large group
 // refused as a whole is one row.
 func refused(runs []history.Run, msg *Message, plan *Plan, i int, reason string) []history.Run {
-	if reason == state.Pending || reason == "" {
-		return runs
-	}
 	if n := len(runs); n > 0 && runs[n-1].Action == plan.Actions[i].Name && runs[n-1].Reason == reason {
 		runs[n-1].Count++
 		return runs
@@ -583,17 +573,6 @@ func refused(runs []history.Run, msg *Message, plan *Plan, i int, reason string)
 	r := runOf(msg, plan, i)
 	r.Reason, r.Count = reason, 1
 	return append(runs, r)
-}
-
-// recordRefusals puts refusals in the history and its counts.
-func (e *Engine) recordRefusals(runs []history.Run) {
-	if len(runs) == 0 {
-		return
-	}
-	e.hist.Skip(runs)
-	for _, r := range runs {
-		e.hist.CountSkip(r.Action, r.Reason, r.Count)
-	}
 }
 
 // openHistory opens the run history in the state's file, or in memory

@@ -35,23 +35,23 @@ func (t *tally) get(name string) *Counts {
 	return c
 }
 
-// Count adds to the counts of a command or route.
-func (h *History) Count(name string, started, failed, luaErrors int) {
-	t := &h.tally
+// count changes the counts of a command or route.
+func (t *tally) count(name string, f func(*Counts)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.get(name)
-	c.Started += int64(started)
-	c.Failed += int64(failed)
-	c.LuaErrors += int64(luaErrors)
+	f(t.get(name))
 }
 
-// CountSkip counts n skips of a command or route for a reason.
+// CountLuaError counts a route's script failing for an alert.
+func (h *History) CountLuaError(route string) {
+	h.tally.count(route, func(c *Counts) { c.LuaErrors++ })
+}
+
+// CountSkip counts n skips of a command or route for a reason: those
+// decided before admission (no match, skip()), which are not runs.
+// Admission's refusals are counted by Skip.
 func (h *History) CountSkip(name, reason string, n int) {
-	t := &h.tally
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.get(name).Skipped[reason] += int64(n)
+	h.tally.count(name, func(c *Counts) { c.Skipped[reason] += int64(n) })
 }
 
 // Counts returns the counts of the names given, in their order, then of

@@ -232,17 +232,27 @@ func (h *History) Add(r Run) (uint64, *runner.Tail) {
 	return e.run.ID, e.tail
 }
 
-// Skip records admission refusals.
+// Skip records admission refusals, and counts them.
 func (h *History) Skip(runs []Run) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, r := range runs {
+	if len(runs) == 0 {
+		return
+	}
+	entries := make([]*entry, len(runs))
+	for i, r := range runs {
 		r.own()
-		e := &entry{run: r}
-		e.run.ID, e.run.Outcome = h.next, Skipped
+		r.Outcome = Skipped
+		entries[i] = &entry{run: r}
+	}
+	h.mu.Lock()
+	for _, e := range entries {
+		e.run.ID = h.next
 		h.next++
 		h.push(e)
 		h.changed(e)
+	}
+	h.mu.Unlock()
+	for _, r := range runs {
+		h.tally.count(r.Action, func(c *Counts) { c.Skipped[r.Reason] += int64(r.Count) })
 	}
 }
 
@@ -269,18 +279,23 @@ func (r *Run) own() {
 	}
 }
 
-// Started records the start of run id.
+// Started records the start of run id, and counts it.
 func (h *History) Started(id uint64, pid int) {
 	now := h.now()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if e := h.live[id]; e != nil {
-		e.run.Pid, e.run.Start = pid, now
-		h.changed(e)
+	e := h.live[id]
+	if e == nil {
+		h.mu.Unlock()
+		return
 	}
+	e.run.Pid, e.run.Start = pid, now
+	h.changed(e)
+	action := e.run.Action
+	h.mu.Unlock()
+	h.tally.count(action, func(c *Counts) { c.Started++ })
 }
 
-// Ended records what became of run id.
+// Ended records what became of run id, and counts a failure.
 func (h *History) Ended(id uint64, res runner.Result) {
 	env := envNames(res.Action)
 	h.mu.Lock()
@@ -289,6 +304,11 @@ func (h *History) Ended(id uint64, res runner.Result) {
 	if e == nil {
 		return
 	}
+	defer func() {
+		if e.run.Outcome == Failed {
+			h.tally.count(e.run.Action, func(c *Counts) { c.Failed++ })
+		}
+	}()
 	delete(h.live, id)
 	r := &e.run
 	r.Env = env

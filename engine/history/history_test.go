@@ -188,15 +188,22 @@ func TestKeptInTheStateFile(t *testing.T) {
 
 func TestCounts(t *testing.T) {
 	h := New()
-	h.Count("restart", 2, 1, 0)
-	h.CountSkip("restart", state.Cooldown, 3)
-	h.Count("gone", 1, 0, 0)
+	// What the history records is counted: two starts of restart, one
+	// of which fails, a row of three cooldown refusals, a start of gone.
+	run(h, Run{Action: "restart"}, "", runner.Result{})
+	run(h, Run{Action: "restart"}, "", runner.Result{ExitCode: 1, Err: errors.New("exit status 1")})
+	h.Skip([]Run{{Action: "restart", Reason: state.Cooldown, Count: 3}})
+	run(h, Run{Action: "gone"}, "", runner.Result{})
+	h.CountLuaError("idle")
 	got := h.Counts([]string{"restart", "idle"})
 	if len(got) != 3 || got[0].Name != "restart" || got[1].Name != "idle" || got[2].Name != "gone" {
 		t.Fatalf("counts %+v", got)
 	}
 	if c := got[0]; c.Started != 2 || c.Failed != 1 || c.Skipped[state.Cooldown] != 3 {
 		t.Errorf("restart counts %+v", c)
+	}
+	if c := got[1]; c.LuaErrors != 1 || c.Started != 0 {
+		t.Errorf("idle counts %+v", c)
 	}
 }
 
