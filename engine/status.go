@@ -124,14 +124,14 @@ func (e *Engine) runsAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Engine) runAPI(w http.ResponseWriter, r *http.Request) {
-	run, ok := e.runOf(w, r)
+	run, ok := e.pathRun(w, r)
 	if ok {
 		writeJSON(w, run)
 	}
 }
 
-// runOf finds the run named in the path, or answers 404.
-func (e *Engine) runOf(w http.ResponseWriter, r *http.Request) (history.Run, bool) {
+// pathRun finds the run named in the path, or answers 404.
+func (e *Engine) pathRun(w http.ResponseWriter, r *http.Request) (history.Run, bool) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	run, ok := e.hist.Run(id)
 	if err != nil || !ok {
@@ -239,7 +239,7 @@ func (e *Engine) statusPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Engine) runPage(w http.ResponseWriter, r *http.Request) {
-	run, ok := e.runOf(w, r)
+	run, ok := e.pathRun(w, r)
 	if ok {
 		e.page(w, "run.html", run)
 	}
