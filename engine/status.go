@@ -25,7 +25,6 @@ var web embed.FS
 var statusTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 	"ago":      ago,
 	"seconds":  seconds,
-	"labels":   labelText,
 	"reasons":  reasonText,
 	"clock":    func(t time.Time) string { return t.Format("2006-01-02 15:04:05 MST") },
 	"exitText": exitText,
@@ -280,26 +279,6 @@ func seconds(s float64) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second / 10).String()
-}
-
-// labelText is labels as Prometheus writes them, sorted, alertname first
-// left out (it has its own column).
-func labelText(labels map[string]string) string {
-	names := make([]string, 0, len(labels))
-	for n := range labels {
-		if n != "alertname" {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	var b strings.Builder
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(n + "=" + strconv.Quote(labels[n]))
-	}
-	return b.String()
 }
 
 func reasonText(skipped map[string]int64) string {

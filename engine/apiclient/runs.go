@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -109,18 +108,7 @@ func PrintRun(w io.Writer, r history.Run) {
 
 // alert is an alert's name and labels, as Prometheus writes them.
 func alert(r history.Run) string {
-	names := make([]string, 0, len(r.Labels))
-	for n := range r.Labels {
-		if n != "alertname" {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = n + "=" + strconv.Quote(r.Labels[n])
-	}
-	return r.Alertname + "{" + strings.Join(parts, ", ") + "}"
+	return r.Alertname + "{" + r.LabelText() + "}"
 }
 
 func ended(r history.Run) string {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,26 @@ type Run struct {
 	// a single run's detail; OutputCut says earlier output was dropped.
 	Output    string `json:"output,omitempty"`
 	OutputCut bool   `json:"output_cut,omitempty"`
+}
+
+// LabelText is the run's alert labels but alertname (shown apart), sorted,
+// as Prometheus writes them: instance="db1", job="node".
+func (r Run) LabelText() string {
+	names := make([]string, 0, len(r.Labels))
+	for n := range r.Labels {
+		if n != "alertname" {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n + "=" + strconv.Quote(r.Labels[n]))
+	}
+	return b.String()
 }
 
 // Process is a run whose process is running.
