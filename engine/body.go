@@ -115,10 +115,10 @@ func (g *gcPace) enter() {
 	defer g.mu.Unlock()
 	if g.large++; g.large == 1 {
 		g.base = debug.SetGCPercent(largeGCPercent)
-		if g.base >= 0 && g.base < largeGCPercent {
-			debug.SetGCPercent(g.base) // GOGC asked for less already
-		} else if g.base < 0 {
-			debug.SetGCPercent(g.base) // GOGC=off is the operator's choice
+		if g.base < largeGCPercent {
+			// GOGC asked for less already, or for off (-1): the
+			// operator's choice stands.
+			debug.SetGCPercent(g.base)
 		}
 	}
 }
