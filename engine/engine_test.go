@@ -614,7 +614,7 @@ func TestGCPace(t *testing.T) {
 		still := gcPercent()
 		g.leave()
 		want := largeGCPercent
-		if base >= 0 && base < largeGCPercent || base < 0 {
+		if base < largeGCPercent {
 			want = base
 		}
 		if during != want || still != want || gcPercent() != base {
