@@ -673,6 +673,9 @@ func (e *Engine) answer(w http.ResponseWriter, status string, code int, text str
 	e.m.notifs.WithLabelValues(status, strconv.Itoa(code)).Inc()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// With its length the answer is one write: a flush of an answer of
+	// unknown length is chunked, and its end a second write.
+	w.Header().Set("Content-Length", strconv.Itoa(len(text)+1))
 	w.WriteHeader(code)
 	io.WriteString(w, text+"\n")
 }
