@@ -2,8 +2,11 @@ package runner
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // maxLine is the longest output line logged as one record; longer lines are
@@ -83,6 +86,49 @@ func (w *lineLogger) emit(line []byte) {
 		return
 	}
 	w.log.Info("output", "pid", w.pid(), "stream", w.stream, "line", string(line))
+}
+
+// outPipe is the read end of a process's output pipe and the logger of
+// what comes out of it.
+type outPipe struct {
+	r   *os.File
+	log *lineLogger
+}
+
+// readBuffers are the buffers pipes are read into, shared: most processes
+// write little or nothing, and a buffer each would be most of what a
+// process costs the collector.
+var readBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// drain logs what comes out of the pipe until its end or its read
+// deadline, and reports whether it was the deadline.
+func (o *outPipe) drain() (cut bool) {
+	buf := readBuffers.Get().(*[32 << 10]byte)
+	defer readBuffers.Put(buf)
+	for {
+		n, err := o.r.Read(buf[:])
+		o.log.Write(buf[:n])
+		if err != nil {
+			return errors.Is(err, os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// drainAll drains the pipes at once, the first in this goroutine, and
+// reports whether any was cut at its deadline.
+func drainAll(out []*outPipe) (cut bool) {
+	var wg sync.WaitGroup
+	var others atomic.Bool
+	for _, o := range out[1:] {
+		wg.Go(func() {
+			if o.drain() {
+				others.Store(true)
+			}
+		})
+	}
+	cut = out[0].drain()
+	wg.Wait()
+	return cut || others.Load()
 }
 
 // Tail keeps the last bytes written to it, up to its size: what a process

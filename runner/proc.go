@@ -163,21 +163,36 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 // launch is one process being started: the command, what it needs while it
 // runs and what is left to clean up after.
 type launch struct {
-	cmd            *exec.Cmd
-	ctx            context.Context // done at the timeout
-	cancel         context.CancelFunc
-	payload        string      // the payload file, removed at the end
-	pidfd          int         // -1 without
-	stdout, stderr *lineLogger // stderr nil when stdout carries both
-	begin          time.Time
+	cmd     *exec.Cmd
+	ctx     context.Context // done at the timeout
+	cancel  context.CancelFunc
+	payload string // the payload file, removed at the end
+	pidfd   int    // -1 without
+	// out are the read ends of the process's output pipes, one for both
+	// streams or two; writeEnds are the other ends, which only the child
+	// keeps once it has started.
+	out       []*outPipe
+	writeEnds []*os.File
+	begin     time.Time
 }
 
 // end releases what the launch holds besides the process.
 func (l *launch) end() {
 	l.cancel()
+	l.closeWriteEnds()
+	for _, o := range l.out {
+		o.r.Close()
+	}
 	if l.payload != "" {
 		os.Remove(l.payload)
 	}
+}
+
+func (l *launch) closeWriteEnds() {
+	for _, w := range l.writeEnds {
+		w.Close()
+	}
+	l.writeEnds = nil
 }
 
 // prepare builds the command of an action: its environment and payload
@@ -200,7 +215,7 @@ func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 		}
 		cmd.Env = append(cmd.Env, "AMX_PAYLOAD_FILE="+l.payload)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, PidFD: &l.pidfd}
+	cmd.SysProcAttr = sysProcAttr(&l.pidfd)
 	cmd.Cancel = func() error {
 		// Timed out: ask the whole group to stop, then insist.
 		log.Warn("timed out; terminating process group", "timeout", a.Timeout, "pid", p.getPid())
@@ -218,15 +233,23 @@ func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 		// open /dev/null anew for every process.
 		cmd.Stdin = r.devNull
 	}
+	// The output pipes are amx's own: handed to the child as files, they
+	// spare os/exec's copying goroutine and its buffer, and the process's
+	// wait reads them.
+	streams := []string{""}
 	if a.SeparateStderr {
-		l.stdout = &lineLogger{log: log, stream: "stdout", pid: p.getPid, tail: a.Output}
-		l.stderr = &lineLogger{log: log, stream: "stderr", pid: p.getPid, tail: a.Output}
-		cmd.Stdout, cmd.Stderr = l.stdout, l.stderr
-	} else {
-		// The same writer for both: os/exec then makes one pipe.
-		l.stdout = &lineLogger{log: log, pid: p.getPid, tail: a.Output}
-		cmd.Stdout, cmd.Stderr = l.stdout, l.stdout
+		streams = []string{"stdout", "stderr"}
 	}
+	for _, stream := range streams {
+		rd, w, err := outputPipe()
+		if err != nil {
+			l.end()
+			return nil, fmt.Errorf("output pipe: %w", err)
+		}
+		l.writeEnds = append(l.writeEnds, w)
+		l.out = append(l.out, &outPipe{r: rd, log: &lineLogger{log: log, stream: stream, pid: p.getPid, tail: a.Output}})
+	}
+	cmd.Stdout, cmd.Stderr = l.writeEnds[0], l.writeEnds[len(l.writeEnds)-1]
 	l.cmd = cmd
 	return l, nil
 }
@@ -234,7 +257,9 @@ func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 // launch starts the prepared command.
 func (r *Runner) launch(p *proc, l *launch, log *slog.Logger) error {
 	l.begin = time.Now()
-	if err := l.cmd.Start(); err != nil {
+	err := l.cmd.Start()
+	l.closeWriteEnds()
+	if err != nil {
 		l.end()
 		return fmt.Errorf("start: %w", err)
 	}
@@ -253,20 +278,13 @@ func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
 	defer close(p.done)
 	defer l.end()
 	a, cmd, pid := p.action, l.cmd, l.cmd.Process.Pid
-	if waitExited(pid, l.pidfd) {
-		p.markExited()
-	}
+	held := r.drain(p, l)
 	err := cmd.Wait()
 	p.markExited()
-	if errors.Is(err, exec.ErrWaitDelay) {
-		// The command succeeded; a process it left behind still holds
-		// its output, which amx stops reading rather than wait for.
+	if held {
+		// A process the command left running still holds its output,
+		// which amx stops reading rather than wait for.
 		log.Warn("output still held open by a process the command left running; no longer read", "pid", pid)
-		err = nil
-	}
-	l.stdout.flush()
-	if l.stderr != nil {
-		l.stderr.flush()
 	}
 	took := time.Since(l.begin)
 	r.m.ProcessesCurrent.Dec()
@@ -295,4 +313,43 @@ func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
 	}
 	p.result = res
 	r.untrack(p, res)
+}
+
+// watchAfter is how long a process runs before a watcher waits for its
+// exit beside the reading of its output.
+const watchAfter = 100 * time.Millisecond
+
+// drain logs the process's output until every holder has closed it, which
+// is most often the process exiting, and then waits for the exit without
+// reaping. A process that runs longer than watchAfter gets a watcher that
+// notices its exit, after which its output is read for the runner's grace
+// at most: something it left running may hold it open for ever. drain
+// reports whether that cut the output short.
+func (r *Runner) drain(p *proc, l *launch) (held bool) {
+	pid := l.cmd.Process.Pid
+	watched := make(chan struct{})
+	watch := time.AfterFunc(watchAfter, func() {
+		defer close(watched)
+		if !waitExited(pid, l.pidfd) {
+			return // cannot know here: the output is read to its end
+		}
+		p.markExited()
+		deadline := time.Now().Add(r.grace)
+		for _, o := range l.out {
+			o.r.SetReadDeadline(deadline)
+		}
+	})
+	held = drainAll(l.out)
+	if watch.Stop() {
+		// The output closed before the watcher began.
+		if waitExited(pid, l.pidfd) {
+			p.markExited()
+		}
+	} else {
+		<-watched
+	}
+	for _, o := range l.out {
+		o.log.flush()
+	}
+	return held
 }

@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +19,13 @@ import (
 func waitExited(pid, pidfd int) bool {
 	if pidfd < 0 {
 		return blockingWait(pid)
+	}
+	// Most often the process has exited already: its output closed. Then
+	// the poller is not needed.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PIDFD, pidfd, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err == nil && info.Signo != 0 {
+		unix.Close(pidfd)
+		return true
 	}
 	if err := unix.SetNonblock(pidfd, true); err != nil {
 		unix.Close(pidfd)
@@ -59,4 +67,26 @@ func blockingWait(pid int) bool {
 			return err == nil
 		}
 	}
+}
+
+// sysProcAttr starts a process in its own process group, and asks for its
+// pidfd.
+func sysProcAttr(pidfd *int) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, PidFD: pidfd}
+}
+
+// outputPipe returns a pipe for a process's output: the read end
+// non-blocking, for Go's poller; the write end blocking, as a child
+// expects its output to be.
+func outputPipe() (r, w *os.File, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	if err := unix.SetNonblock(p[0], true); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return nil, nil, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1"), nil
 }
