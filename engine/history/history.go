@@ -358,30 +358,67 @@ func (h *History) Ended(id uint64, res runner.Result) {
 	h.changed(e)
 }
 
-// envNames are the names of the variables of an action, those of the
-// numbered alerts (AMX_ALERT_<n>_...) once each.
+// envNames are the names of the variables of an action, in order, those of
+// the numbered alerts (AMX_ALERT_<n>_...) once each. The names share one
+// new string: a run keeps them, and a substring of a variable would keep
+// its value too.
 func envNames(a *runner.Action) []string {
 	if a == nil {
 		return nil
 	}
-	seen := make(map[string]bool)
-	var names []string
-	for _, vars := range [][]string{a.CommonEnv, a.Env} {
+	const numbered = "AMX_ALERT_<n>_"
+	// Names as they are, and the rest of numbered names after the number.
+	n := len(a.CommonEnv) + len(a.Env)
+	plain, rests := make([]string, 0, n), make([]string, 0, n)
+	for _, vars := range [2][]string{a.CommonEnv, a.Env} {
 		for _, kv := range vars {
 			name, _, _ := strings.Cut(kv, "=")
 			if rest, ok := strings.CutPrefix(name, "AMX_ALERT_"); ok {
-				if i := strings.IndexByte(rest, '_'); i > 0 && strings.Trim(rest[:i], "0123456789") == "" {
-					name = "AMX_ALERT_<n>_" + rest[i+1:]
+				if i := strings.IndexByte(rest, '_'); i > 0 && digits(rest[:i]) {
+					rests = append(rests, rest[i+1:])
+					continue
 				}
 			}
-			if !seen[name] {
-				seen[name] = true
-				names = append(names, name)
-			}
+			plain = append(plain, name)
 		}
 	}
+	slices.Sort(plain)
+	slices.Sort(rests)
+	plain, rests = slices.Compact(plain), slices.Compact(rests)
+	var b strings.Builder
+	size := len(rests) * len(numbered)
+	for _, n := range plain {
+		size += len(n)
+	}
+	for _, r := range rests {
+		size += len(r)
+	}
+	b.Grow(size)
+	names := make([]string, 0, len(plain)+len(rests))
+	add := func(parts ...string) {
+		at := b.Len()
+		for _, p := range parts {
+			b.WriteString(p)
+		}
+		names = append(names, b.String()[at:])
+	}
+	for _, n := range plain {
+		add(n)
+	}
+	for _, r := range rests {
+		add(numbered, r)
+	}
 	slices.Sort(names)
-	return names
+	return slices.Compact(names)
+}
+
+func digits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Runs returns the last runs that f selects, newest first, at most limit

@@ -223,3 +223,19 @@ func TestRunOwnsItsStrings(t *testing.T) {
 		t.Errorf("the run shares the body's memory: %+v %+v", r, skip)
 	}
 }
+
+// BenchmarkEnvNames: the names of a two-alert notification's variables, which
+// every run that ends lists.
+func BenchmarkEnvNames(b *testing.B) {
+	a := &runner.Action{CommonEnv: []string{"AMX_RECEIVER=x", "AMX_STATUS=firing", "AMX_EXTERNAL_URL=http://x", "AMX_ALERT_LEN=2", "AMX_GROUP_KEY=k", "AMX_TRUNCATED_ALERTS=0",
+		"AMX_LABEL_alertname=DiskFull", "AMX_LABEL_cluster=prod", "AMX_GLABEL_alertname=DiskFull", "AMX_ANNOTATION_summary=s"}}
+	for n := range 2 {
+		k := "AMX_ALERT_" + string(rune('1'+n))
+		a.CommonEnv = append(a.CommonEnv, k+"_STATUS=firing", k+"_START=1", k+"_END=0", k+"_URL=u", k+"_FINGERPRINT=f",
+			k+"_LABEL_alertname=DiskFull", k+"_LABEL_cluster=prod", k+"_LABEL_instance=i", k+"_LABEL_job=node", k+"_LABEL_severity=warning", k+"_ANNOTATION_summary=s", k+"_ANNOTATION_description=d")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		envNames(a)
+	}
+}
