@@ -167,7 +167,6 @@ type launch struct {
 	ctx     context.Context // done at the timeout
 	cancel  context.CancelFunc
 	payload string // the payload file, removed at the end
-	pidfd   int    // -1 without
 	// out are the read ends of the process's output pipes, one for both
 	// streams or two; writeEnds are the other ends, which only the child
 	// keeps once it has started.
@@ -199,7 +198,7 @@ func (l *launch) closeWriteEnds() {
 // file, its own process group, its timeout, input and output.
 func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 	a := p.action
-	l := &launch{pidfd: -1, ctx: context.Background(), cancel: func() {}}
+	l := &launch{ctx: context.Background(), cancel: func() {}}
 	if a.Timeout > 0 {
 		l.ctx, l.cancel = context.WithTimeout(l.ctx, a.Timeout)
 	}
@@ -215,7 +214,7 @@ func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 		}
 		cmd.Env = append(cmd.Env, "AMX_PAYLOAD_FILE="+l.payload)
 	}
-	cmd.SysProcAttr = sysProcAttr(&l.pidfd)
+	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error {
 		// Timed out: ask the whole group to stop, then insist.
 		log.Warn("timed out; terminating process group", "timeout", a.Timeout, "pid", p.getPid())
@@ -330,7 +329,7 @@ func (r *Runner) drain(p *proc, l *launch) (held bool) {
 	watched := make(chan struct{})
 	watch := time.AfterFunc(watchAfter, func() {
 		defer close(watched)
-		if !waitExited(pid, l.pidfd) {
+		if !waitExited(pid) {
 			return // cannot know here: the output is read to its end
 		}
 		p.markExited()
@@ -341,8 +340,9 @@ func (r *Runner) drain(p *proc, l *launch) (held bool) {
 	})
 	held = drainAll(l.out)
 	if watch.Stop() {
-		// The output closed before the watcher began.
-		if waitExited(pid, l.pidfd) {
+		// The output closed before the watcher began: most often the
+		// process has exited.
+		if waitExited(pid) {
 			p.markExited()
 		}
 	} else {

@@ -11,10 +11,10 @@ import (
 // only after Wait, leaving a short window in which a signal could reach a
 // reused process group id; and output held open by what a command left
 // running is read until its holders close it.
-func waitExited(int, int) bool { return false }
+func waitExited(int) bool { return false }
 
-// sysProcAttr starts a process in its own process group; pidfd stays -1.
-func sysProcAttr(*int) *syscall.SysProcAttr {
+// sysProcAttr starts a process in its own process group.
+func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
 
