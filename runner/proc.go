@@ -1,15 +1,17 @@
 package runner
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -160,25 +162,38 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 	return p, Result{}
 }
 
-// launch is one process being started: the command, what it needs while it
-// runs and what is left to clean up after.
+// launch is one process being started: what to start, what it needs while
+// it runs and what is left to clean up after.
 type launch struct {
-	cmd     *exec.Cmd
-	ctx     context.Context // done at the timeout
-	cancel  context.CancelFunc
+	path    string
+	argv    []string
+	attr    os.ProcAttr
+	process *os.Process
 	payload string // the payload file, removed at the end
-	// out are the read ends of the process's output pipes, one for both
-	// streams or two; writeEnds are the other ends, which only the child
-	// keeps once it has started.
-	out       []*outPipe
-	writeEnds []*os.File
-	begin     time.Time
+	// input is written to the process's standard input through inputPipe,
+	// when it has any.
+	input     string
+	inputPipe *os.File
+	// childFiles are the ends of pipes that only the child keeps once it
+	// has started; out are the read ends of its output pipes, one for both
+	// streams or two.
+	childFiles []*os.File
+	out        []*outPipe
+	timeout    *time.Timer
+	timedOut   atomic.Bool
+	begin      time.Time
 }
 
 // end releases what the launch holds besides the process.
 func (l *launch) end() {
-	l.cancel()
-	l.closeWriteEnds()
+	if l.timeout != nil {
+		l.timeout.Stop()
+	}
+	l.closeChildFiles()
+	if l.inputPipe != nil {
+		// Ends a write that the process's descendants never read.
+		l.inputPipe.Close()
+	}
 	for _, o := range l.out {
 		o.r.Close()
 	}
@@ -187,87 +202,155 @@ func (l *launch) end() {
 	}
 }
 
-func (l *launch) closeWriteEnds() {
-	for _, w := range l.writeEnds {
-		w.Close()
+func (l *launch) closeChildFiles() {
+	for _, f := range l.childFiles {
+		f.Close()
 	}
-	l.writeEnds = nil
+	l.childFiles = nil
 }
 
-// prepare builds the command of an action: its environment and payload
-// file, its own process group, its timeout, input and output.
+// prepare builds the command of an action: its path, environment and
+// payload file, its own process group, its input and output.
 func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
 	a := p.action
-	l := &launch{ctx: context.Background(), cancel: func() {}}
-	if a.Timeout > 0 {
-		l.ctx, l.cancel = context.WithTimeout(l.ctx, a.Timeout)
+	l := &launch{path: a.Cmd, argv: append([]string{a.Cmd}, a.Args...)}
+	if filepath.Base(a.Cmd) == a.Cmd {
+		// A bare name is looked up in PATH, as os/exec does.
+		path, err := exec.LookPath(a.Cmd)
+		if err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
+		l.path = path
 	}
-	cmd := exec.CommandContext(l.ctx, a.Cmd, a.Args...)
-	base := os.Environ()
-	cmd.Env = make([]string, 0, len(base)+len(a.CommonEnv)+len(a.Env)+1)
-	cmd.Env = append(append(append(cmd.Env, base...), a.CommonEnv...), a.Env...)
+	var extra []string
 	if a.PayloadFile {
 		var err error
 		if l.payload, err = writePayload(a.Payload); err != nil {
-			l.cancel()
 			return nil, fmt.Errorf("payload file: %w", err)
 		}
-		cmd.Env = append(cmd.Env, "AMX_PAYLOAD_FILE="+l.payload)
+		extra = []string{"AMX_PAYLOAD_FILE=" + l.payload}
 	}
-	cmd.SysProcAttr = sysProcAttr()
-	cmd.Cancel = func() error {
-		// Timed out: ask the whole group to stop, then insist.
-		log.Warn("timed out; terminating process group", "timeout", a.Timeout, "pid", p.getPid())
-		time.AfterFunc(r.grace, func() { _ = p.signal(syscall.SIGKILL) })
-		return p.signal(syscall.SIGTERM)
-	}
-	cmd.WaitDelay = r.grace
+	l.attr.Env = r.environ(a, extra)
+	l.attr.Sys = sysProcAttr()
+
+	stdin := r.devNull
 	switch {
 	case a.PayloadStdin:
-		cmd.Stdin = bytes.NewReader(a.Payload)
+		l.input = string(a.Payload)
 	case a.Stdin != "":
-		cmd.Stdin = strings.NewReader(a.Stdin)
-	case r.devNull != nil:
-		// An *os.File is handed to the child as it is: os/exec would
-		// open /dev/null anew for every process.
-		cmd.Stdin = r.devNull
+		l.input = a.Stdin
 	}
-	// The output pipes are amx's own: handed to the child as files, they
-	// spare os/exec's copying goroutine and its buffer, and the process's
-	// wait reads them.
+	if l.input != "" || stdin == nil {
+		rd, w, err := os.Pipe()
+		if err != nil {
+			l.end()
+			return nil, fmt.Errorf("input pipe: %w", err)
+		}
+		l.childFiles = append(l.childFiles, rd)
+		l.inputPipe, stdin = w, rd
+	}
+	// The output pipes are amx's own: handed to the child as files, the
+	// wait reads them, without os/exec's copying goroutine and buffer.
 	streams := []string{""}
 	if a.SeparateStderr {
 		streams = []string{"stdout", "stderr"}
 	}
+	files := []*os.File{stdin}
 	for _, stream := range streams {
 		rd, w, err := outputPipe()
 		if err != nil {
 			l.end()
 			return nil, fmt.Errorf("output pipe: %w", err)
 		}
-		l.writeEnds = append(l.writeEnds, w)
+		l.childFiles = append(l.childFiles, w)
 		l.out = append(l.out, &outPipe{r: rd, log: &lineLogger{log: log, stream: stream, pid: p.getPid, tail: a.Output}})
+		files = append(files, w)
 	}
-	cmd.Stdout, cmd.Stderr = l.writeEnds[0], l.writeEnds[len(l.writeEnds)-1]
-	l.cmd = cmd
+	if len(streams) == 1 {
+		files = append(files, files[1]) // stderr is stdout
+	}
+	l.attr.Files = files
 	return l, nil
+}
+
+// environ is amx's environment with the action's variables added, a later
+// variable of a name replacing an earlier one, as os/exec does. The names
+// of CommonEnv are distinct; the search for repeats is skipped when no
+// variable added can repeat another.
+func (r *Runner) environ(a *Action, extra []string) []string {
+	env := make([]string, 0, len(r.env)+len(a.CommonEnv)+len(a.Env)+len(extra))
+	env = append(append(append(append(env, r.env...), a.CommonEnv...), a.Env...), extra...)
+	if len(a.Env) == 0 && !r.inEnviron(a.CommonEnv) && !r.inEnviron(extra) {
+		return env
+	}
+	return dedupEnv(env)
+}
+
+// inEnviron reports whether a variable of vars has a name of amx's own
+// environment.
+func (r *Runner) inEnviron(vars []string) bool {
+	for _, kv := range vars {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, ok := r.envNames[name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// dedupEnv keeps the last variable of each name, where it is.
+func dedupEnv(env []string) []string {
+	seen := make(map[string]bool, len(env))
+	out := make([]string, len(env))
+	i := len(out)
+	for _, kv := range slices.Backward(env) {
+		name, _, _ := strings.Cut(kv, "=")
+		if !seen[name] {
+			seen[name] = true
+			i--
+			out[i] = kv
+		}
+	}
+	return out[i:]
 }
 
 // launch starts the prepared command.
 func (r *Runner) launch(p *proc, l *launch, log *slog.Logger) error {
+	a := p.action
 	l.begin = time.Now()
-	err := l.cmd.Start()
-	l.closeWriteEnds()
+	process, err := os.StartProcess(l.path, l.argv, &l.attr)
+	l.closeChildFiles()
 	if err != nil {
 		l.end()
 		return fmt.Errorf("start: %w", err)
 	}
-	pid := l.cmd.Process.Pid
+	l.process = process
+	pid := process.Pid
 	p.started(pid)
+	if l.input != "" {
+		go func() {
+			// A process that does not read its input ends the write
+			// (EPIPE), as does the end of the launch.
+			io.WriteString(l.inputPipe, l.input)
+			l.inputPipe.Close()
+		}()
+	} else if l.inputPipe != nil {
+		l.inputPipe.Close() // no input: end of file at once
+		l.inputPipe = nil
+	}
+	if a.Timeout > 0 {
+		l.timeout = time.AfterFunc(a.Timeout, func() {
+			// Timed out: ask the whole group to stop, then insist.
+			l.timedOut.Store(true)
+			log.Warn("timed out; terminating process group", "timeout", a.Timeout, "pid", pid)
+			time.AfterFunc(r.grace, func() { _ = p.signal(syscall.SIGKILL) })
+			_ = p.signal(syscall.SIGTERM)
+		})
+	}
 	r.m.ProcessesCurrent.Inc()
-	log.Info("started", "pid", pid, "args", p.action.Args)
-	if p.action.Started != nil {
-		p.action.Started(pid)
+	log.Info("started", "pid", pid, "args", a.Args)
+	if a.Started != nil {
+		a.Started(pid)
 	}
 	return nil
 }
@@ -276,9 +359,9 @@ func (r *Runner) launch(p *proc, l *launch, log *slog.Logger) error {
 func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
 	defer close(p.done)
 	defer l.end()
-	a, cmd, pid := p.action, l.cmd, l.cmd.Process.Pid
+	a, pid := p.action, l.process.Pid
 	held := r.drain(p, l)
-	err := cmd.Wait()
+	state, err := l.process.Wait()
 	p.markExited()
 	if held {
 		// A process the command left running still holds its output,
@@ -289,9 +372,15 @@ func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
 	r.m.ProcessesCurrent.Dec()
 	r.m.ProcessDuration.Observe(took.Seconds())
 
-	res := Result{Action: a, Pid: pid, ExitCode: cmd.ProcessState.ExitCode(), Duration: took}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		res.Signal = ws.Signal()
+	res := Result{Action: a, Pid: pid, ExitCode: -1, Duration: took}
+	if state != nil {
+		res.ExitCode = state.ExitCode()
+		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Signal = ws.Signal()
+		}
+		if err == nil && !state.Success() {
+			err = &exec.ExitError{ProcessState: state}
+		}
 	}
 	attrs := []any{"pid", pid, "exit_code", res.ExitCode, "duration", took.Round(time.Millisecond)}
 	switch {
@@ -299,9 +388,9 @@ func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
 		// Stopped on purpose: reporting it would make Alertmanager
 		// retry the firing notification and start it again.
 		res.Resolved = true
-		log.Info("ended after its alert resolved", append(attrs, "status", cmd.ProcessState.String())...)
+		log.Info("ended after its alert resolved", append(attrs, "status", state.String())...)
 	case err != nil:
-		if errors.Is(l.ctx.Err(), context.DeadlineExceeded) {
+		if l.timedOut.Load() {
 			err = fmt.Errorf("timed out after %s", a.Timeout)
 		}
 		r.m.Errors.WithLabelValues("command").Inc()
@@ -325,7 +414,7 @@ const watchAfter = 100 * time.Millisecond
 // at most: something it left running may hold it open for ever. drain
 // reports whether that cut the output short.
 func (r *Runner) drain(p *proc, l *launch) (held bool) {
-	pid := l.cmd.Process.Pid
+	pid := l.process.Pid
 	watched := make(chan struct{})
 	watch := time.AfterFunc(watchAfter, func() {
 		defer close(watched)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,9 +27,10 @@ type Action struct {
 	Name string
 	Cmd  string
 	Args []string
-	// CommonEnv and then Env are added to amx's own environment. CommonEnv
-	// is what many actions share (a notification's classic variables), so
-	// that each does not copy it.
+	// CommonEnv and then Env are added to amx's own environment, a later
+	// variable replacing an earlier one of its name. CommonEnv is what many
+	// actions share (a notification's classic variables), so that each
+	// does not copy it; its names are distinct.
 	CommonEnv []string
 	Env       []string
 	// Fingerprint binds the process to an alert: when that alert resolves,
@@ -136,8 +138,12 @@ type Runner struct {
 	grace time.Duration
 
 	// devNull is the standard input of processes without one, opened
-	// once; nil if it could not be (os/exec then opens it each time).
+	// once; nil if it could not be (they then get an empty pipe).
 	devNull *os.File
+	// env is amx's own environment, which every process gets, and
+	// envNames its names: amx does not change it while it runs.
+	env      []string
+	envNames map[string]struct{}
 
 	mu     sync.Mutex
 	closed bool
@@ -167,12 +173,20 @@ func New(opts Options) *Runner {
 		}
 	}
 	devNull, _ := os.Open(os.DevNull)
+	env := os.Environ()
+	names := make(map[string]struct{}, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		names[name] = struct{}{}
+	}
 	return &Runner{
-		devNull: devNull,
-		log:     opts.Logger,
-		m:       opts.Metrics,
-		grace:   opts.Grace,
-		live:    make(map[string]map[*proc]struct{}),
+		devNull:  devNull,
+		env:      env,
+		envNames: names,
+		log:      opts.Logger,
+		m:        opts.Metrics,
+		grace:    opts.Grace,
+		live:     make(map[string]map[*proc]struct{}),
 	}
 }
 

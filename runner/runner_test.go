@@ -296,6 +296,81 @@ func TestSignalBeforeStart(t *testing.T) {
 	}
 }
 
+// TestEnvironment: a command gets amx's environment with the action's
+// variables added, each name once and the last of a name winning, as
+// os/exec gave it; a bare name is looked up in PATH.
+func TestEnvironment(t *testing.T) {
+	t.Setenv("AMX_STATUS", "from amx's own environment")
+	t.Setenv("AMX_TEST_KEPT", "kept")
+	r, _ := newRunner(t, nil)
+	for _, tc := range []struct {
+		name string
+		a    Action
+		want map[string]string
+	}{
+		{"classic", Action{CommonEnv: []string{"AMX_STATUS=firing", "AMX_RECEIVER=r"}},
+			map[string]string{"AMX_STATUS": "firing", "AMX_RECEIVER": "r", "AMX_TEST_KEPT": "kept"}},
+		{"route's own, set twice", Action{CommonEnv: []string{"AMX_RECEIVER=r"}, Env: []string{"TARGET=a", "TARGET=b"}},
+			map[string]string{"AMX_STATUS": "from amx's own environment", "TARGET": "b"}},
+		{"payload file", Action{PayloadFile: true, Payload: []byte("{}")},
+			map[string]string{"AMX_TEST_KEPT": "kept"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// env itself, not a shell, which would drop a repeated name.
+			tc.a.Cmd, tc.a.Output = "env", NewTail(1<<20)
+			if res := r.Run([]Action{tc.a})[0]; res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			b, _ := tc.a.Output.Bytes()
+			seen := map[string]string{}
+			for line := range strings.Lines(string(b)) {
+				name, value, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
+				if _, twice := seen[name]; twice {
+					t.Errorf("%s twice in the environment", name)
+				}
+				seen[name] = value
+			}
+			for name, value := range tc.want {
+				if seen[name] != value {
+					t.Errorf("%s=%q, want %q", name, seen[name], value)
+				}
+			}
+			if tc.a.PayloadFile && seen["AMX_PAYLOAD_FILE"] == "" {
+				t.Error("no AMX_PAYLOAD_FILE")
+			}
+		})
+	}
+	res := r.Run([]Action{{Cmd: "amx-test-no-such-command"}})[0]
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "start: exec: \"amx-test-no-such-command\": executable file not found in $PATH") {
+		t.Errorf("bare name not in PATH: %v", res.Err)
+	}
+}
+
+// TestInput: the payload on standard input reaches a command that reads
+// it, all of it, and a command that does not read it still ends, a
+// success.
+func TestInput(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	out := filepath.Join(t.TempDir(), "in")
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB, more than a pipe holds
+	res := r.Run([]Action{
+		{Cmd: "sh", Args: []string{"-c", `cat > "$1"`, "sh", out}, Payload: payload, PayloadStdin: true},
+		{Cmd: "true", Payload: payload, PayloadStdin: true},
+		{Cmd: "sh", Args: []string{"-c", `cat > "$1.stdin"`, "sh", out}, Stdin: "text"},
+		{Cmd: "sh", Args: []string{"-c", `cat > "$1.none"`, "sh", out}},
+	})
+	for i, r := range res {
+		if r.Err != nil || r.ExitCode != 0 {
+			t.Errorf("action %d: %+v", i, r)
+		}
+	}
+	for file, want := range map[string][]byte{out: payload, out + ".stdin": []byte("text"), out + ".none": nil} {
+		if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes read, want %d (%v)", filepath.Base(file), len(got), len(want), err)
+		}
+	}
+}
+
 func TestTimeout(t *testing.T) {
 	r, _ := newRunner(t, nil)
 	dir := t.TempDir()
