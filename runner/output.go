@@ -3,7 +3,6 @@ package runner
 import (
 	"bytes"
 	"errors"
-	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,7 @@ const maxOutput = 1 << 20
 // lineLogger logs a process's output line by line, tagged with the stream
 // when it carries one only.
 type lineLogger struct {
-	log    *slog.Logger
+	log    *actionLog
 	stream string // "" for both
 	pid    func() int
 	tail   *Tail // nil: none kept

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,7 +138,7 @@ func writePayload(payload []byte) (string, error) {
 // Result when the action cannot start.
 func (r *Runner) start(a *Action) (*proc, Result) {
 	p := &proc{action: a, done: make(chan struct{})}
-	log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
+	log := newActionLog(r.log, a)
 	if err := r.track(p); err != nil {
 		res := Result{Action: a, Err: err, ExitCode: -1}
 		ended(a, res)
@@ -211,7 +210,7 @@ func (l *launch) closeChildFiles() {
 
 // prepare builds the command of an action: its path, environment and
 // payload file, its own process group, its input and output.
-func (r *Runner) prepare(p *proc, log *slog.Logger) (*launch, error) {
+func (r *Runner) prepare(p *proc, log *actionLog) (*launch, error) {
 	a := p.action
 	l := &launch{path: a.Cmd, argv: append([]string{a.Cmd}, a.Args...)}
 	if filepath.Base(a.Cmd) == a.Cmd {
@@ -315,7 +314,7 @@ func dedupEnv(env []string) []string {
 }
 
 // launch starts the prepared command.
-func (r *Runner) launch(p *proc, l *launch, log *slog.Logger) error {
+func (r *Runner) launch(p *proc, l *launch, log *actionLog) error {
 	a := p.action
 	l.begin = time.Now()
 	process, err := os.StartProcess(l.path, l.argv, &l.attr)
@@ -356,7 +355,7 @@ func (r *Runner) launch(p *proc, l *launch, log *slog.Logger) error {
 }
 
 // wait waits for a started process to end, and sets its result.
-func (r *Runner) wait(p *proc, l *launch, log *slog.Logger) {
+func (r *Runner) wait(p *proc, l *launch, log *actionLog) {
 	defer close(p.done)
 	defer l.end()
 	a, pid := p.action, l.process.Pid

@@ -240,7 +240,7 @@ func (r *Runner) Resolve(fingerprints []string) {
 
 	for _, p := range targets {
 		a := p.action
-		log := r.log.With("name", a.Name, "cmd", a.Cmd, "fingerprint", a.Fingerprint)
+		log := newActionLog(r.log, a)
 		if a.IgnoreResolved {
 			log.Debug("alert resolved; process ignores resolves", "pid", p.getPid())
 			continue

@@ -420,7 +420,7 @@ func (r *Runner) wgCount() int {
 
 func TestLineLoggerSplitsAndCaps(t *testing.T) {
 	var logs bytes.Buffer
-	w := &lineLogger{log: slog.New(slog.NewJSONHandler(&logs, nil)), stream: "stdout", pid: func() int { return 7 }}
+	w := &lineLogger{log: newActionLog(slog.New(slog.NewJSONHandler(&logs, nil)), &Action{}), stream: "stdout", pid: func() int { return 7 }}
 	long := strings.Repeat("x", maxLine+10)
 	for _, chunk := range []string{"ab", "c\nde", "f\n\n", long + "\n", "tail"} {
 		w.Write([]byte(chunk))
