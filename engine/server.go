@@ -62,14 +62,16 @@ func (l HTTPLimits) orDefault() HTTPLimits {
 }
 
 // checkFileLimit warns when the descriptors amx may open exceed its limit:
-// a connection takes one, a process up to four while it runs (its output
-// pipes, its input and its pidfd), and amx a few of its own.
+// a connection takes one, a process up to five while it runs (its output
+// pipe, two with separate_stderr; its input pipe while its input is
+// written; the pidfd Go keeps, and amx's own once it has run 100 ms), and
+// amx a few of its own.
 func checkFileLimit(log *slog.Logger, conns, procs int) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return
 	}
-	need := uint64(conns) + 4*uint64(cmp.Or(procs, 1024)) + 64
+	need := uint64(conns) + 5*uint64(cmp.Or(procs, 1024)) + 64
 	if rl.Cur < need {
 		log.Warn("the open file limit is below what max_connections and max_processes may take; raise LimitNOFILE or lower them",
 			"limit", rl.Cur, "need", need)
