@@ -97,8 +97,8 @@ type bench struct {
 	// measured a few seconds apart.
 	rate, turnRate map[string][]float64
 	// The server's own CPU per notification (µs), per round: the steadier
-	// figure on a shared machine.
-	cpu map[string][]float64
+	// figure on a shared machine; kids is its children's, per round.
+	cpu, kids map[string][]float64
 	// Resident memory of amx (Lua route) after start and after the load.
 	idleRSS, loadRSS []float64
 	// Nanoseconds per evaluation for each example route, per count.
@@ -179,7 +179,7 @@ func (b *bench) run() error {
 		}
 	}
 
-	b.rate, b.turnRate, b.cpu = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	b.rate, b.turnRate, b.cpu, b.kids = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	for round := 1; round <= b.runs; round++ {
 		if err := b.round(round); err != nil {
 			return fmt.Errorf("round %d: %w", round, err)
@@ -235,47 +235,52 @@ func (b *bench) round(round int) error {
 			return err
 		}
 	}
-	// measure returns the rate and the server's CPU per request in µs.
-	measure := func(name string, d time.Duration) (rate, cpu float64, err error) {
+	// measure returns the rate, the server's CPU per request in µs and
+	// that of its children per request.
+	measure := func(name string, d time.Duration) (rate, cpu, kids float64, err error) {
 		if name == rawExec {
 			out, err := pinned(b.serverCPU, b.rawexec, "-c", strconv.Itoa(b.conns), "-d", d.String()).Output()
 			if err != nil {
-				return 0, 0, fmt.Errorf("rawexec: %w", err)
+				return 0, 0, 0, fmt.Errorf("rawexec: %w", err)
 			}
-			if _, err := fmt.Sscan(string(out), &rate, &cpu); err != nil {
-				return 0, 0, fmt.Errorf("rawexec: %q: %w", out, err)
+			if _, err := fmt.Sscan(string(out), &rate, &cpu, &kids); err != nil {
+				return 0, 0, 0, fmt.Errorf("rawexec: %q: %w", out, err)
 			}
-			return rate, cpu, nil
+			return rate, cpu, kids, nil
 		}
 		s := servers[name]
-		before := s.cpu()
+		own, children := s.cpu()
 		if name == spawnTrue {
 			rate, err = b.wrkScript(s.url, d, "new.lua")
 		} else {
 			rate, err = b.wrk(s.url, d)
 		}
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
-		return rate, (s.cpu() - before).Seconds() / (rate * d.Seconds()) * 1e6, nil
+		own2, children2 := s.cpu()
+		n := rate * d.Seconds()
+		return rate, (own2 - own).Seconds() / n * 1e6, (children2 - children).Seconds() / n * 1e6, nil
 	}
 	names := []string{bare, classic, luaReturn, luaVM, luaSkip, rawExec, spawnTrue}
-	sum, cpu := map[string]float64{}, map[string]float64{}
+	sum, cpu, kids := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for turn := range turns {
 		for i := range names {
 			name := names[(i+turn)%len(names)] // and each goes first in turn
-			rate, used, err := measure(name, b.duration/turns)
+			rate, used, children, err := measure(name, b.duration/turns)
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			sum[name] += rate
 			cpu[name] += used
+			kids[name] += children
 			b.turnRate[name] = append(b.turnRate[name], rate)
 		}
 	}
 	for _, name := range names {
 		b.rate[name] = append(b.rate[name], sum[name]/turns)
 		b.cpu[name] = append(b.cpu[name], cpu[name]/turns)
+		b.kids[name] = append(b.kids[name], kids[name]/turns)
 		progress("round %d/%d %-10s %8.0f/s %6.0f µs CPU each", round, b.runs, name, sum[name]/turns, cpu[name]/turns)
 	}
 	b.loadRSS = append(b.loadRSS, servers[luaSkip].rss("VmRSS"))
@@ -618,6 +623,10 @@ func (b *bench) markdown() string {
 	c := summarize(ceiling)
 	fmt.Fprintf(&w, "\nThe ceiling for f/e: a server that answered as cheaply as (a) and spawned as cheaply as (e) would reach a/(a+e) = %.2f / **%.2f** / %.2f.\n\n",
 		c.min, c.med, c.max)
+	// The children are the same /bin/true; their CPU tells how fast the
+	// machine ran in each contestant's turns.
+	fmt.Fprintf(&w, "The children's CPU per exec, the same `/bin/true` for both: (e) %s µs, (f) %s µs; so f/e ≈ (e's own + children) / (f's own + children).\n\n",
+		summarize(b.kids[rawExec]).micros(), summarize(b.kids[spawnTrue]).micros())
 
 	w.WriteString("\n| Lua route evaluations, one core (`go test -bench Route ./luaapi`, 5 counts) | per second | target |\n|---|---|---|\n")
 	for _, name := range slices.Sorted(maps.Keys(b.luaNs)) {

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/amx-dev/amx/engine"
 )
@@ -53,5 +54,14 @@ func TestRatiosPairRounds(t *testing.T) {
 	}
 	if got := thousands(1234567.4); got != "1,234,567" {
 		t.Errorf("thousands = %q", got)
+	}
+}
+
+func TestParseCPU(t *testing.T) {
+	// A command name with a space and a parenthesis, as /proc shows it.
+	const stat = "4242 (amx (x) y) S 1 4242 4242 0 -1 4194560 1270 0 0 0 150 25 300 12 20 0 9 0 123 0 0"
+	own, children := parseCPU(stat)
+	if own != 1750*time.Millisecond || children != 3120*time.Millisecond {
+		t.Errorf("own %v, children %v; want 1.75s and 3.12s", own, children)
 	}
 }

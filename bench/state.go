@@ -125,12 +125,13 @@ func (b *bench) stateBench() error {
 		for turn := range turns {
 			for i := range names {
 				name := names[(i+turn)%len(names)]
-				before := servers[name].cpu()
+				before, _ := servers[name].cpu()
 				rate, err := b.wrkScript(servers[name].url, b.duration/turns, "new.lua")
 				if err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
-				used := servers[name].cpu() - before
+				after, _ := servers[name].cpu()
+				used := after - before
 				sum[name] += rate
 				cpu[name] += used.Seconds() / (rate * (b.duration / turns).Seconds())
 				b.stateTurn[name] = append(b.stateTurn[name], rate)
@@ -181,8 +182,8 @@ func startRedis(dir, cpus string) (addr string, stop func(), err error) {
 }
 
 // cpu is the CPU time the server has used so far, user and system, from
-// /proc/<pid>/stat (its own, not its children's).
-func (s *server) cpu() time.Duration {
+// /proc/<pid>/stat: its own, and its children's that it has waited for.
+func (s *server) cpu() (own, children time.Duration) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
 	if err != nil {
 		fatal(err)
@@ -190,18 +191,21 @@ func (s *server) cpu() time.Duration {
 	return parseCPU(string(stat))
 }
 
-// parseCPU reads utime and stime (fields 14 and 15, in clock ticks of
-// 1/100 s) from a /proc/<pid>/stat line; the command name, field 2, may
-// hold spaces, so fields count from its closing parenthesis.
-func parseCPU(stat string) time.Duration {
+// parseCPU reads utime and stime, then cutime and cstime (fields 14 to 17,
+// in clock ticks of 1/100 s) from a /proc/<pid>/stat line; the command
+// name, field 2, may hold spaces, so fields count from its closing
+// parenthesis.
+func parseCPU(stat string) (own, children time.Duration) {
 	rest := stat[strings.LastIndexByte(stat, ')')+2:]
 	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
+	if len(f) < 15 {
+		return 0, 0
 	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	var t [4]int64
+	for i := range t {
+		t[i], _ = strconv.ParseInt(f[11+i], 10, 64)
+	}
+	return time.Duration(t[0]+t[1]) * 10 * time.Millisecond, time.Duration(t[2]+t[3]) * 10 * time.Millisecond
 }
 
 func (b *bench) stateMarkdown() string {
