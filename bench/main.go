@@ -612,7 +612,7 @@ func (b *bench) markdown() string {
 	row("(c) amx, one Lua route per alert that reads a label and returns (a guard, decided in Go)", luaReturn, "c/b "+ratio(luaReturn, classic), "≥ 0.9")
 	row("(c′) amx, the same rule as a `local` and an `if` around `exec` (run in Lua)", luaVM, "c′/b "+ratio(luaVM, classic), "≥ 0.9")
 	row("(d) amx, one Lua route per alert that is `skip()` (a guard)", luaSkip, "d/b "+ratio(luaSkip, classic), "≥ 0.9")
-	row("(e) raw Go loop exec'ing `/bin/true` (the limit; its own CPU, not its children's)", rawExec, "1", "")
+	row("(e) raw Go loop exec'ing `/bin/true` (the limit; its own CPU, its children's below the table)", rawExec, "1", "")
 	row("(f) amx classic, each notification (a new occurrence) spawns `/bin/true`", spawnTrue, "f/e "+ratio(spawnTrue, rawExec), "≥ 0.95")
 	// A server that answered as cheaply as (a) and spawned as cheaply as
 	// (e) would spend 1/a + 1/e per notification.
