@@ -249,18 +249,12 @@ func (b *bench) round(round int) error {
 			return rate, cpu, kids, nil
 		}
 		s := servers[name]
-		own, children := s.cpu()
-		if name == spawnTrue {
-			rate, err = b.wrkScript(s.url, d, "new.lua")
-		} else {
-			rate, err = b.wrk(s.url, d)
-		}
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		own2, children2 := s.cpu()
-		n := rate * d.Seconds()
-		return rate, (own2 - own).Seconds() / n * 1e6, (children2 - children).Seconds() / n * 1e6, nil
+		return s.perRequest(d, func() (float64, error) {
+			if name == spawnTrue {
+				return b.wrkScript(s.url, d, "new.lua")
+			}
+			return b.wrk(s.url, d)
+		})
 	}
 	names := []string{bare, classic, luaReturn, luaVM, luaSkip, rawExec, spawnTrue}
 	sum, cpu, kids := map[string]float64{}, map[string]float64{}, map[string]float64{}

@@ -125,22 +125,20 @@ func (b *bench) stateBench() error {
 		for turn := range turns {
 			for i := range names {
 				name := names[(i+turn)%len(names)]
-				before, _ := servers[name].cpu()
-				rate, err := b.wrkScript(servers[name].url, b.duration/turns, "new.lua")
+				s, d := servers[name], b.duration/turns
+				rate, used, _, err := s.perRequest(d, func() (float64, error) { return b.wrkScript(s.url, d, "new.lua") })
 				if err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
-				after, _ := servers[name].cpu()
-				used := after - before
 				sum[name] += rate
-				cpu[name] += used.Seconds() / (rate * (b.duration / turns).Seconds())
+				cpu[name] += used
 				b.stateTurn[name] = append(b.stateTurn[name], rate)
 			}
 		}
 		for _, name := range names {
 			b.stateRate[name] = append(b.stateRate[name], sum[name]/turns)
-			b.stateCPU[name] = append(b.stateCPU[name], cpu[name]/turns*1e6)
-			progress("state round %d/%d %-13s %8.0f/s %6.0f µs CPU each", round, b.runs, name, sum[name]/turns, cpu[name]/turns*1e6)
+			b.stateCPU[name] = append(b.stateCPU[name], cpu[name]/turns)
+			progress("state round %d/%d %-13s %8.0f/s %6.0f µs CPU each", round, b.runs, name, sum[name]/turns, cpu[name]/turns)
 		}
 		for _, s := range servers {
 			s.stop()
@@ -179,6 +177,18 @@ func startRedis(dir, cpus string) (addr string, stop func(), err error) {
 			return "", nil, fmt.Errorf("redis-server did not listen on %s", addr)
 		}
 	}
+}
+
+// perRequest runs load, which lasts d, against s and returns its rate and
+// s's own and its children's CPU per request, in µs.
+func (s *server) perRequest(d time.Duration, load func() (float64, error)) (rate, own, children float64, err error) {
+	own0, children0 := s.cpu()
+	if rate, err = load(); err != nil {
+		return 0, 0, 0, err
+	}
+	own1, children1 := s.cpu()
+	n := rate * d.Seconds()
+	return rate, (own1 - own0).Seconds() / n * 1e6, (children1 - children0).Seconds() / n * 1e6, nil
 }
 
 // cpu is the CPU time the server has used so far, user and system, from
