@@ -292,12 +292,18 @@ func (b *bench) wrk(url string, d time.Duration) (float64, error) {
 	return b.wrkScript(url, d, "post.lua")
 }
 
+// wrkDuration is how long wrk runs when asked for d: it counts whole
+// seconds, at least one.
+func wrkDuration(d time.Duration) time.Duration {
+	return max(time.Second, d.Round(time.Second))
+}
+
 // wrkScript is wrk with another of the scripts in b.dir, which gets the
 // number of this run of wrk as its argument.
 func (b *bench) wrkScript(url string, d time.Duration, script string) (float64, error) {
 	b.wrkRuns++
 	out, err := pinned(b.loadCPUs, "wrk", "-t", strconv.Itoa(min(b.loadThreads, b.conns)), "-c", strconv.Itoa(b.conns),
-		"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second).Seconds()))), "-s", filepath.Join(b.dir, script), url,
+		"-d", fmt.Sprintf("%ds", int(wrkDuration(d).Seconds())), "-s", filepath.Join(b.dir, script), url,
 		"--", strconv.Itoa(b.wrkRuns)).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %w: %s", err, out)

@@ -65,3 +65,17 @@ func TestParseCPU(t *testing.T) {
 		t.Errorf("own %v, children %v; want 1.75s and 3.12s", own, children)
 	}
 }
+
+func TestWrkDuration(t *testing.T) {
+	// CPU per request divides by the requests wrk made in the time it ran.
+	for d, want := range map[time.Duration]time.Duration{
+		200 * time.Millisecond:  time.Second,
+		1400 * time.Millisecond: time.Second,
+		2 * time.Second:         2 * time.Second,
+		2600 * time.Millisecond: 3 * time.Second,
+	} {
+		if got := wrkDuration(d); got != want {
+			t.Errorf("wrkDuration(%v) = %v, want %v", d, got, want)
+		}
+	}
+}

@@ -179,15 +179,15 @@ func startRedis(dir, cpus string) (addr string, stop func(), err error) {
 	}
 }
 
-// perRequest runs load, which lasts d, against s and returns its rate and
-// s's own and its children's CPU per request, in µs.
+// perRequest runs load, wrk asked for d, against s and returns its rate
+// and s's own and its children's CPU per request, in µs.
 func (s *server) perRequest(d time.Duration, load func() (float64, error)) (rate, own, children float64, err error) {
 	own0, children0 := s.cpu()
 	if rate, err = load(); err != nil {
 		return 0, 0, 0, err
 	}
 	own1, children1 := s.cpu()
-	n := rate * d.Seconds()
+	n := rate * wrkDuration(d).Seconds()
 	return rate, (own1 - own0).Seconds() / n * 1e6, (children1 - children0).Seconds() / n * 1e6, nil
 }
 
