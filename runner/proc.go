@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,8 +168,9 @@ func (r *Runner) start(a *Action) (*proc, Result) {
 type launch struct {
 	path    string
 	argv    []string
-	attr    os.ProcAttr
-	process *os.Process
+	env     []string
+	files   []*os.File // the child's standard input, output and error
+	pid     int
 	payload string // the payload file, removed at the end
 	// input is written to the process's standard input through inputPipe,
 	// when it has any.
@@ -229,8 +232,7 @@ func (r *Runner) prepare(p *proc, log *actionLog) (*launch, error) {
 		}
 		extra = []string{"AMX_PAYLOAD_FILE=" + l.payload}
 	}
-	l.attr.Env = r.environ(a, extra)
-	l.attr.Sys = sysProcAttr()
+	l.env = r.environ(a, extra)
 
 	stdin := r.devNull
 	switch {
@@ -268,7 +270,7 @@ func (r *Runner) prepare(p *proc, log *actionLog) (*launch, error) {
 	if len(streams) == 1 {
 		files = append(files, files[1]) // stderr is stdout
 	}
-	l.attr.Files = files
+	l.files = files
 	return l, nil
 }
 
@@ -313,18 +315,27 @@ func dedupEnv(env []string) []string {
 	return out[i:]
 }
 
-// launch starts the prepared command.
+// launch starts the prepared command. It forks and execs through the
+// syscall package rather than os.StartProcess: an os.Process comes with a
+// pidfd opened at the fork, a finalizer and a wait that closes the pidfd
+// again, all per process and unused here, where the group is signalled by
+// its id and the exit is watched by waitExited. Until reap collects the
+// process, its pid cannot be reused.
 func (r *Runner) launch(p *proc, l *launch, log *actionLog) error {
 	a := p.action
+	fds := make([]uintptr, len(l.files))
+	for i, f := range l.files {
+		fds[i] = f.Fd() // in blocking mode, as a child expects
+	}
 	l.begin = time.Now()
-	process, err := os.StartProcess(l.path, l.argv, &l.attr)
+	pid, _, err := syscall.StartProcess(l.path, l.argv, &syscall.ProcAttr{Env: l.env, Files: fds, Sys: sysProcAttr()})
+	runtime.KeepAlive(l.files)
 	l.closeChildFiles()
 	if err != nil {
 		l.end()
-		return fmt.Errorf("start: %w", err)
+		return fmt.Errorf("start: %w", &os.PathError{Op: "fork/exec", Path: l.path, Err: err})
 	}
-	l.process = process
-	pid := process.Pid
+	l.pid = pid
 	p.started(pid)
 	if l.input != "" {
 		go func() {
@@ -358,9 +369,9 @@ func (r *Runner) launch(p *proc, l *launch, log *actionLog) error {
 func (r *Runner) wait(p *proc, l *launch, log *actionLog) {
 	defer close(p.done)
 	defer l.end()
-	a, pid := p.action, l.process.Pid
+	a, pid := p.action, l.pid
 	held := r.drain(p, l)
-	state, err := l.process.Wait()
+	status, err := reap(pid)
 	p.markExited()
 	if held {
 		// A process the command left running still holds its output,
@@ -372,13 +383,15 @@ func (r *Runner) wait(p *proc, l *launch, log *actionLog) {
 	r.m.ProcessDuration.Observe(took.Seconds())
 
 	res := Result{Action: a, Pid: pid, ExitCode: -1, Duration: took}
-	if state != nil {
-		res.ExitCode = state.ExitCode()
-		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = ws.Signal()
+	state := "<nil>"
+	if err == nil {
+		state = statusString(status)
+		res.ExitCode = status.ExitStatus()
+		if status.Signaled() {
+			res.Signal = status.Signal()
 		}
-		if err == nil && !state.Success() {
-			err = &exec.ExitError{ProcessState: state}
+		if res.ExitCode != 0 {
+			err = exitError(status)
 		}
 	}
 	attrs := []any{"pid", pid, "exit_code", res.ExitCode, "duration", took.Round(time.Millisecond)}
@@ -387,7 +400,7 @@ func (r *Runner) wait(p *proc, l *launch, log *actionLog) {
 		// Stopped on purpose: reporting it would make Alertmanager
 		// retry the firing notification and start it again.
 		res.Resolved = true
-		log.Info("ended after its alert resolved", append(attrs, "status", state.String())...)
+		log.Info("ended after its alert resolved", append(attrs, "status", state)...)
 	case err != nil:
 		if l.timedOut.Load() {
 			err = fmt.Errorf("timed out after %s", a.Timeout)
@@ -402,6 +415,40 @@ func (r *Runner) wait(p *proc, l *launch, log *actionLog) {
 	r.untrack(p, res)
 }
 
+// reap waits for the process to end and collects it, after which its pid
+// may be reused. The wait blocks a thread only for a process still running
+// where waitExited cannot wait without reaping; on Linux drain has waited
+// for the exit already.
+func reap(pid int) (syscall.WaitStatus, error) {
+	var status syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &status, 0, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			return status, os.NewSyscallError("wait4", err)
+		}
+	}
+}
+
+// exitError is the error of a process that did not exit with status 0.
+type exitError syscall.WaitStatus
+
+func (e exitError) Error() string { return statusString(syscall.WaitStatus(e)) }
+
+// statusString says how a process ended, in the words of os.ProcessState.
+func statusString(status syscall.WaitStatus) string {
+	var s string
+	switch {
+	case status.Exited():
+		s = "exit status " + strconv.Itoa(status.ExitStatus())
+	case status.Signaled():
+		s = "signal: " + status.Signal().String()
+	}
+	if status.CoreDump() {
+		s += " (core dumped)"
+	}
+	return s
+}
+
 // watchAfter is how long a process runs before a watcher waits for its
 // exit beside the reading of its output.
 const watchAfter = 100 * time.Millisecond
@@ -413,7 +460,7 @@ const watchAfter = 100 * time.Millisecond
 // at most: something it left running may hold it open for ever. drain
 // reports whether that cut the output short.
 func (r *Runner) drain(p *proc, l *launch) (held bool) {
-	pid := l.process.Pid
+	pid := l.pid
 	watched := make(chan struct{})
 	watch := time.AfterFunc(watchAfter, func() {
 		defer close(watched)

@@ -86,6 +86,30 @@ func TestRunEnvAndExitStatus(t *testing.T) {
 	}
 }
 
+// TestExitStatusWords: a process that ends badly is reported in the words
+// os/exec uses for the same end, which logs and run history show.
+func TestExitStatusWords(t *testing.T) {
+	r, _ := newRunner(t, nil)
+	for _, script := range []string{"exit 3", "kill -TERM $$", "kill -KILL $$", "kill -QUIT $$"} {
+		want := exec.Command("sh", "-c", script).Run()
+		if want == nil {
+			t.Fatalf("%s: os/exec saw no error", script)
+		}
+		res := r.Run([]Action{{Name: "ends", Cmd: "sh", Args: []string{"-c", script}}})[0]
+		if res.Err == nil || res.Err.Error() != "sh: "+want.Error() {
+			t.Errorf("%s: err %v, want sh: %v", script, res.Err, want)
+		}
+		status := want.(*exec.ExitError).Sys().(syscall.WaitStatus)
+		var signal syscall.Signal
+		if status.Signaled() {
+			signal = status.Signal()
+		}
+		if res.ExitCode != status.ExitStatus() || res.Signal != signal {
+			t.Errorf("%s: exit code %d, signal %v; want %d, %v", script, res.ExitCode, res.Signal, status.ExitStatus(), signal)
+		}
+	}
+}
+
 func TestOutputIsLoggedByLine(t *testing.T) {
 	var logs bytes.Buffer
 	r, _ := newRunner(t, &logs)
