@@ -152,11 +152,13 @@ type History struct {
 	gone  []uint64
 
 	tally tally
+	names nameCache
 }
 
 // New returns an empty History kept in memory.
 func New() *History {
-	return &History{now: time.Now, next: 1, live: make(map[uint64]*entry), dirty: make(map[uint64]*entry)}
+	return &History{now: time.Now, next: 1, live: make(map[uint64]*entry), dirty: make(map[uint64]*entry),
+		names: nameCache{m: make(map[string][]string)}}
 }
 
 // Open returns a History kept in store as well, with the runs store holds.
@@ -318,7 +320,7 @@ func (h *History) Started(id uint64, pid int) {
 
 // Ended records what became of run id, and counts a failure.
 func (h *History) Ended(id uint64, res runner.Result) {
-	env := envNames(res.Action)
+	env := h.names.of(res.Action)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.live[id]
@@ -356,6 +358,53 @@ func (h *History) Ended(id uint64, res runner.Result) {
 	h.output += len(out)
 	h.trimOutput()
 	h.changed(e)
+}
+
+// nameCache remembers the variable names of recent runs by the names as
+// they came: the runs of one alert group get the same names, which they
+// then share, and on the spawn path working them out again cost several
+// µs per run (sorting, and memory touched while processes start).
+type nameCache struct {
+	mu sync.Mutex
+	m  map[string][]string // by the names in order, each ended by a NUL
+}
+
+// At most maxCachedNames sets of names, of at most maxCachedKey bytes each,
+// are kept; the cache starts over when full.
+const (
+	maxCachedNames = 64
+	maxCachedKey   = 4 << 10
+)
+
+// of returns envNames(a), shared with earlier runs where they match.
+func (c *nameCache) of(a *runner.Action) []string {
+	if a == nil {
+		return nil
+	}
+	var buf [1 << 10]byte
+	key := buf[:0]
+	for _, vars := range [2][]string{a.CommonEnv, a.Env} {
+		for _, kv := range vars {
+			name, _, _ := strings.Cut(kv, "=")
+			if key = append(append(key, name...), 0); len(key) > maxCachedKey {
+				return envNames(a)
+			}
+		}
+	}
+	c.mu.Lock()
+	names, ok := c.m[string(key)]
+	c.mu.Unlock()
+	if ok {
+		return names
+	}
+	names = envNames(a)
+	c.mu.Lock()
+	if len(c.m) >= maxCachedNames {
+		clear(c.m)
+	}
+	c.m[string(key)] = names
+	c.mu.Unlock()
+	return names
 }
 
 // envNames are the names of the variables of an action, in order, those of

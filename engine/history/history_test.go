@@ -224,6 +224,29 @@ func TestRunOwnsItsStrings(t *testing.T) {
 	}
 }
 
+// TestNamesShared: runs whose variables have the same names share one
+// list of them; other names get their own, and a very long list is worked
+// out without being kept.
+func TestNamesShared(t *testing.T) {
+	var c nameCache
+	c.m = map[string][]string{}
+	a := &runner.Action{CommonEnv: []string{"AMX_STATUS=firing", "AMX_ALERT_1_STATUS=firing", "AMX_ALERT_2_STATUS=resolved"}, Env: []string{"X=1"}}
+	b := &runner.Action{CommonEnv: []string{"AMX_STATUS=resolved", "AMX_ALERT_1_STATUS=x", "AMX_ALERT_2_STATUS=y"}, Env: []string{"X=2"}}
+	want := []string{"AMX_ALERT_<n>_STATUS", "AMX_STATUS", "X"}
+	first, second := c.of(a), c.of(b)
+	if !slices.Equal(first, want) || !slices.Equal(second, want) || &first[0] != &second[0] {
+		t.Errorf("same names: %q and %q, want %q shared", first, second, want)
+	}
+	other := c.of(&runner.Action{CommonEnv: a.CommonEnv, Env: []string{"Y=1"}})
+	if !slices.Equal(other, []string{"AMX_ALERT_<n>_STATUS", "AMX_STATUS", "Y"}) {
+		t.Errorf("other names: %q", other)
+	}
+	long := &runner.Action{Env: []string{strings.Repeat("L", maxCachedKey) + "=1"}}
+	if got := c.of(long); len(got) != 1 || len(got[0]) != maxCachedKey || len(c.m) != 2 {
+		t.Errorf("long name: %d names, %d kept", len(got), len(c.m))
+	}
+}
+
 // BenchmarkEnvNames: the names of a two-alert notification's variables, which
 // every run that ends lists.
 func BenchmarkEnvNames(b *testing.B) {
