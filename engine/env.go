@@ -128,7 +128,8 @@ func envSize(m *Message) int {
 // name that spells a name m also has (`U__a_2e_b` beside `a.b`) loses:
 // the name as written wins, whatever the order.
 func (w *envWriter) setMap(prefix string, m map[string]string) {
-	keys := make([]string, 0, len(m))
+	var small [32]string // most label sets fit: no allocation
+	keys := small[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
