@@ -115,6 +115,9 @@ func (c *core) put(ch *[]change, id string, e *Entry) {
 		c.perNS[namespaceOf(id)]++
 	}
 	c.entries[id] = e
+	if c.journal == nil {
+		return // in memory only: no one reads the changes
+	}
 	// The journal gets a copy: the core may change e again before the
 	// journal writes it.
 	cp := *e
