@@ -124,6 +124,8 @@ const (
 	luaSkip   = "lua-skip"
 	rawExec   = "raw-exec"
 	spawnTrue = "spawn-true"
+	// bareExec is bare with -exec: an executor cut to the bone.
+	bareExec = "bare-exec"
 )
 
 func (b *bench) run() error {
@@ -216,12 +218,15 @@ func (b *bench) round(round int) error {
 			s.stop()
 		}
 	}()
-	for _, name := range []string{bare, classic, luaReturn, luaVM, luaSkip, spawnTrue} {
+	for _, name := range []string{bare, classic, luaReturn, luaVM, luaSkip, spawnTrue, bareExec} {
 		var s *server
 		var err error
-		if name == bare {
+		switch name {
+		case bare:
 			s, err = b.start(b.bare)
-		} else {
+		case bareExec:
+			s, err = b.start(b.bare, "-exec", "/bin/true")
+		default:
 			s, err = b.start(b.amx, "-f", filepath.Join(b.dir, name+".yml"))
 		}
 		if err != nil {
@@ -250,13 +255,13 @@ func (b *bench) round(round int) error {
 		}
 		s := servers[name]
 		return s.perRequest(d, func() (float64, error) {
-			if name == spawnTrue {
+			if name == spawnTrue || name == bareExec {
 				return b.wrkScript(s.url, d, "new.lua")
 			}
 			return b.wrk(s.url, d)
 		})
 	}
-	names := []string{bare, classic, luaReturn, luaVM, luaSkip, rawExec, spawnTrue}
+	names := []string{bare, classic, luaReturn, luaVM, luaSkip, rawExec, spawnTrue, bareExec}
 	sum, cpu, kids := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for turn := range turns {
 		for i := range names {
@@ -614,6 +619,8 @@ func (b *bench) markdown() string {
 	row("(d) amx, one Lua route per alert that is `skip()` (a guard)", luaSkip, "d/b "+ratio(luaSkip, classic), "≥ 0.9")
 	row("(e) raw Go loop exec'ing `/bin/true` (the limit; its own CPU, its children's below the table)", rawExec, "1", "")
 	row("(f) amx classic, each notification (a new occurrence) spawns `/bin/true`", spawnTrue, "f/e "+ratio(spawnTrue, rawExec), "≥ 0.95")
+	row("(g) bare Go server that runs `/bin/true` per notification through `os/exec`, output captured (the old executor's shape, no guarantees)",
+		bareExec, "g/e "+ratio(bareExec, rawExec)+"; f/g "+ratio(spawnTrue, bareExec), "")
 	// A server that answered as cheaply as (a) and spawned as cheaply as
 	// (e) would spend 1/a + 1/e per notification.
 	ceiling := make([]float64, b.runs)
@@ -625,8 +632,8 @@ func (b *bench) markdown() string {
 		c.min, c.med, c.max)
 	// The children are the same /bin/true; their CPU tells how fast the
 	// machine ran in each contestant's turns.
-	fmt.Fprintf(&w, "The children's CPU per exec, the same `/bin/true` for both: (e) %s µs, (f) %s µs; so f/e ≈ (e's own + children) / (f's own + children).\n\n",
-		summarize(b.kids[rawExec]).micros(), summarize(b.kids[spawnTrue]).micros())
+	fmt.Fprintf(&w, "The children's CPU per exec, the same `/bin/true` for all: (e) %s µs, (f) %s µs, (g) %s µs; so f/e ≈ (e's own + children) / (f's own + children).\n\n",
+		summarize(b.kids[rawExec]).micros(), summarize(b.kids[spawnTrue]).micros(), summarize(b.kids[bareExec]).micros())
 
 	w.WriteString("\n| Lua route evaluations, one core (`go test -bench Route ./luaapi`, 5 counts) | per second | target |\n|---|---|---|\n")
 	for _, name := range slices.Sorted(maps.Keys(b.luaNs)) {
