@@ -8,7 +8,7 @@ import (
 )
 
 // waitExited cannot wait without reaping here; the process is marked exited
-// only after Wait, leaving a short window in which a signal could reach a
+// only after reap, leaving a short window in which a signal could reach a
 // reused process group id; and output held open by what a command left
 // running is read until its holders close it.
 func waitExited(int) bool { return false }
