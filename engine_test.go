@@ -112,12 +112,18 @@ func startAmx(t *testing.T, args ...string) *amx {
 		a.done <- a.cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		a.cmd.Process.Signal(syscall.SIGTERM)
+		sig := syscall.SIGTERM
+		if t.Failed() {
+			// The Go runtime writes every goroutine's stack to the
+			// logs printed below, and exits.
+			sig = syscall.SIGQUIT
+		}
+		a.cmd.Process.Signal(sig)
 		select {
 		case <-a.done:
 		case <-time.After(deadline):
 			a.cmd.Process.Kill()
-			t.Errorf("amx did not stop on SIGTERM")
+			t.Errorf("amx did not stop on %v", sig)
 		}
 		if t.Failed() {
 			t.Logf("amx logs:\n%s", a.Logs())
