@@ -115,13 +115,22 @@ func (c *core) put(ch *[]change, id string, e *Entry) {
 		c.perNS[namespaceOf(id)]++
 	}
 	c.entries[id] = e
+	c.record(ch, id, e)
+}
+
+// record adds a change for the journal: the entry id now holds, nil when
+// removed. A store in memory only has no journal and records nothing.
+func (c *core) record(ch *[]change, id string, e *Entry) {
 	if c.journal == nil {
-		return // in memory only: no one reads the changes
+		return
 	}
-	// The journal gets a copy: the core may change e again before the
-	// journal writes it.
-	cp := *e
-	*ch = append(*ch, change{id, &cp})
+	if e != nil {
+		// A copy: the core may change e again before the journal
+		// writes it.
+		cp := *e
+		e = &cp
+	}
+	*ch = append(*ch, change{id, e})
 }
 
 func (c *core) remove(ch *[]change, id string) {
@@ -137,7 +146,7 @@ func (c *core) remove(ch *[]change, id string) {
 		}
 	}
 	delete(c.entries, id)
-	*ch = append(*ch, change{id, nil})
+	c.record(ch, id, nil)
 }
 
 // live returns the entry with the id unless it expired.
@@ -456,12 +465,14 @@ func (c *core) delete(prefix string) (int, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var ch []change
+	n := 0
 	for id := range c.entries {
 		if strings.HasPrefix(id, prefix) {
 			c.remove(&ch, id)
+			n++
 		}
 	}
-	return len(ch), c.emit(ch, true)
+	return n, c.emit(ch, true)
 }
 
 // sweep removes what expired; at most once a minute unless forced.
