@@ -295,6 +295,23 @@ func TestBoltSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestDeleteCounts: a delete says how many entries it removed, in memory
+// as on disk.
+func TestDeleteCounts(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range backends(t, Options{}) {
+		for _, id := range []string{"a", "b"} {
+			admitOne(t, s, Claim{ID: id, Action: "c", Key: id, Cooldown: time.Hour})
+		}
+		if n, err := s.Delete(ctx, ID(KindCooldown)); n != 2 || err != nil {
+			t.Errorf("%s: delete cooldowns: %d, %v; want 2", name, n, err)
+		}
+		if n, _ := s.Delete(ctx, ID(KindCooldown)); n != 0 {
+			t.Errorf("%s: delete again: %d, want 0", name, n)
+		}
+	}
+}
+
 // BenchmarkDelivery is one notification's way through the store: one
 // claim admitted, settled, then delivered; in parallel, as concurrent
 // notifications come.
