@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,8 +158,7 @@ type History struct {
 
 // New returns an empty History kept in memory.
 func New() *History {
-	return &History{now: time.Now, next: 1, live: make(map[uint64]*entry), dirty: make(map[uint64]*entry),
-		names: nameCache{m: make(map[string][]string)}}
+	return &History{now: time.Now, next: 1, live: make(map[uint64]*entry), dirty: make(map[uint64]*entry)}
 }
 
 // Open returns a History kept in store as well, with the runs store holds.
@@ -383,12 +383,9 @@ func (c *nameCache) of(a *runner.Action) []string {
 	}
 	var buf [1 << 10]byte
 	key := buf[:0]
-	for _, vars := range [2][]string{a.CommonEnv, a.Env} {
-		for _, kv := range vars {
-			name, _, _ := strings.Cut(kv, "=")
-			if key = append(append(key, name...), 0); len(key) > maxCachedKey {
-				return envNames(a)
-			}
+	for name := range varNames(a) {
+		if key = append(append(key, name...), 0); len(key) > maxCachedKey {
+			return envNames(a)
 		}
 	}
 	c.mu.Lock()
@@ -399,12 +396,29 @@ func (c *nameCache) of(a *runner.Action) []string {
 	}
 	names = envNames(a)
 	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[string][]string)
+	}
 	if len(c.m) >= maxCachedNames {
 		clear(c.m)
 	}
 	c.m[string(key)] = names
 	c.mu.Unlock()
 	return names
+}
+
+// varNames yields the names of an action's variables in the order it has
+// them, its notification's first.
+func varNames(a *runner.Action) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, vars := range [2][]string{a.CommonEnv, a.Env} {
+			for _, kv := range vars {
+				if name, _, _ := strings.Cut(kv, "="); !yield(name) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // envNames are the names of the variables of an action, in order, those of
@@ -419,17 +433,14 @@ func envNames(a *runner.Action) []string {
 	// Names as they are, and the rest of numbered names after the number.
 	n := len(a.CommonEnv) + len(a.Env)
 	plain, rests := make([]string, 0, n), make([]string, 0, n)
-	for _, vars := range [2][]string{a.CommonEnv, a.Env} {
-		for _, kv := range vars {
-			name, _, _ := strings.Cut(kv, "=")
-			if rest, ok := strings.CutPrefix(name, "AMX_ALERT_"); ok {
-				if i := strings.IndexByte(rest, '_'); i > 0 && digits(rest[:i]) {
-					rests = append(rests, rest[i+1:])
-					continue
-				}
+	for name := range varNames(a) {
+		if rest, ok := strings.CutPrefix(name, "AMX_ALERT_"); ok {
+			if i := strings.IndexByte(rest, '_'); i > 0 && digits(rest[:i]) {
+				rests = append(rests, rest[i+1:])
+				continue
 			}
-			plain = append(plain, name)
 		}
+		plain = append(plain, name)
 	}
 	slices.Sort(plain)
 	slices.Sort(rests)

@@ -229,7 +229,6 @@ func TestRunOwnsItsStrings(t *testing.T) {
 // out without being kept.
 func TestNamesShared(t *testing.T) {
 	var c nameCache
-	c.m = map[string][]string{}
 	a := &runner.Action{CommonEnv: []string{"AMX_STATUS=firing", "AMX_ALERT_1_STATUS=firing", "AMX_ALERT_2_STATUS=resolved"}, Env: []string{"X=1"}}
 	b := &runner.Action{CommonEnv: []string{"AMX_STATUS=resolved", "AMX_ALERT_1_STATUS=x", "AMX_ALERT_2_STATUS=y"}, Env: []string{"X=2"}}
 	want := []string{"AMX_ALERT_<n>_STATUS", "AMX_STATUS", "X"}
