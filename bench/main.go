@@ -41,6 +41,7 @@ func main() {
 	sizes := flag.String("sizes", "1000,10000,50000", "alerts per notification for the large-group runs")
 	out := flag.String("o", "bench/results.md", "write the Markdown table here as well")
 	flag.StringVar(&b.only, "only", "", "run only one part: state (the state in memory against a file)")
+	flag.StringVar(&b.old, "old", "", "a prometheus-am-executor binary to measure beside amx spawning `/bin/true` (row h)")
 	flag.Parse()
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -87,6 +88,7 @@ type bench struct {
 	wrkRuns  int // runs of wrk so far, for new.lua's occurrences
 
 	dir, amx, bare, rawexec, payload string
+	old                              string // the predecessor's binary, if given
 	// serverCPU and loadCPUs pin what is measured and the load generator
 	// to different cores (taskset lists), or are empty on one core.
 	serverCPU, loadCPUs string
@@ -126,6 +128,8 @@ const (
 	spawnTrue = "spawn-true"
 	// bareExec is bare with -exec: an executor cut to the bone.
 	bareExec = "bare-exec"
+	// oldExec is prometheus-am-executor running `/bin/true`, with -old.
+	oldExec = "old-exec"
 )
 
 func (b *bench) run() error {
@@ -218,14 +222,22 @@ func (b *bench) round(round int) error {
 			s.stop()
 		}
 	}()
-	for _, name := range []string{bare, classic, luaReturn, luaVM, luaSkip, spawnTrue, bareExec} {
+	names := []string{bare, classic, luaReturn, luaVM, luaSkip, rawExec, spawnTrue, bareExec}
+	if b.old != "" {
+		names = append(names, oldExec)
+	}
+	for _, name := range names {
 		var s *server
 		var err error
 		switch name {
+		case rawExec:
+			continue // not a server
 		case bare:
 			s, err = b.start(b.bare)
 		case bareExec:
 			s, err = b.start(b.bare, "-exec", "/bin/true")
+		case oldExec:
+			s, err = b.start(b.old, "/bin/true")
 		default:
 			s, err = b.start(b.amx, "-f", filepath.Join(b.dir, name+".yml"))
 		}
@@ -255,13 +267,12 @@ func (b *bench) round(round int) error {
 		}
 		s := servers[name]
 		return s.perRequest(d, func() (float64, error) {
-			if name == spawnTrue || name == bareExec {
+			if name == spawnTrue || name == bareExec || name == oldExec {
 				return b.wrkScript(s.url, d, "new.lua")
 			}
 			return b.wrk(s.url, d)
 		})
 	}
-	names := []string{bare, classic, luaReturn, luaVM, luaSkip, rawExec, spawnTrue, bareExec}
 	sum, cpu, kids := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for turn := range turns {
 		for i := range names {
@@ -621,6 +632,10 @@ func (b *bench) markdown() string {
 	row("(f) amx classic, each notification (a new occurrence) spawns `/bin/true`", spawnTrue, "f/e "+ratio(spawnTrue, rawExec), "≥ 0.95")
 	row("(g) bare Go server that runs `/bin/true` per notification through `os/exec`, output captured (the old executor's shape, no guarantees)",
 		bareExec, "g/e "+ratio(bareExec, rawExec)+"; f/g "+ratio(spawnTrue, bareExec), "")
+	if b.old != "" {
+		row("(h) prometheus-am-executor, the predecessor (`-old`), spawning `/bin/true` per notification",
+			oldExec, "h/e "+ratio(oldExec, rawExec)+"; f/h "+ratio(spawnTrue, oldExec), "")
+	}
 	// A server that answered as cheaply as (a) and spawned as cheaply as
 	// (e) would spend 1/a + 1/e per notification.
 	ceiling := make([]float64, b.runs)
@@ -632,8 +647,12 @@ func (b *bench) markdown() string {
 		c.min, c.med, c.max)
 	// The children are the same /bin/true; their CPU tells how fast the
 	// machine ran in each contestant's turns.
-	fmt.Fprintf(&w, "The children's CPU per exec, the same `/bin/true` for all: (e) %s µs, (f) %s µs, (g) %s µs; so f/e ≈ (e's own + children) / (f's own + children).\n\n",
+	fmt.Fprintf(&w, "The children's CPU per exec, the same `/bin/true` for all: (e) %s µs, (f) %s µs, (g) %s µs",
 		summarize(b.kids[rawExec]).micros(), summarize(b.kids[spawnTrue]).micros(), summarize(b.kids[bareExec]).micros())
+	if b.old != "" {
+		fmt.Fprintf(&w, ", (h) %s µs", summarize(b.kids[oldExec]).micros())
+	}
+	w.WriteString("; so f/e ≈ (e's own + children) / (f's own + children).\n\n")
 
 	w.WriteString("\n| Lua route evaluations, one core (`go test -bench Route ./luaapi`, 5 counts) | per second | target |\n|---|---|---|\n")
 	for _, name := range slices.Sorted(maps.Keys(b.luaNs)) {
