@@ -68,6 +68,20 @@ func TestConnLimit(t *testing.T) {
 	if n := limit.Len(); n > 3 {
 		t.Errorf("%d open, want at most 3", n)
 	}
+	// The server marks the answered connection idle only after the client
+	// can read the answer. Until then it counts as busy, and a connection
+	// accepted meanwhile would have waited longer than it and be the one
+	// replaced below.
+	runnertest.Eventually(t, "the answered connection idle", func() bool {
+		limit.mu.Lock()
+		defer limit.mu.Unlock()
+		for c := range limit.open {
+			if c.waiting.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Three requests in progress: they keep their places, and a fourth
 	// connection waits until one of them ends.
