@@ -1359,6 +1359,11 @@ func TestAnnouncedBodies(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("the first body's answer: %v %v", resp, err)
 		}
+		// The body is held until its handler returns, which may be just
+		// after the client has read the answer.
+		runnertest.Eventually(t, "the first body's budget to be given back", func() bool {
+			return metric(t, a, "am_executor_request_body_bytes_inflight") == 0
+		})
 		if code, body := post(t, nil, url, payload(t, "firing-highlatency.json")); code != 200 {
 			t.Errorf("once the budget is free: %d %q, want 200", code, body)
 		}
