@@ -55,6 +55,19 @@ func TestConnLimit(t *testing.T) {
 		return codes
 	}
 
+	// busy counts the open connections with a request in progress.
+	busy := func() int {
+		limit.mu.Lock()
+		defer limit.mu.Unlock()
+		n := 0
+		for c := range limit.open {
+			if c.waiting.Load() == 0 {
+				n++
+			}
+		}
+		return n
+	}
+
 	// Three silent connections fill the listener; a fourth with a request
 	// is answered, in place of the first.
 	silent := []net.Conn{dial(), dial(), dial()}
@@ -72,34 +85,15 @@ func TestConnLimit(t *testing.T) {
 	// can read the answer. Until then it counts as busy, and a connection
 	// accepted meanwhile would have waited longer than it and be the one
 	// replaced below.
-	runnertest.Eventually(t, "the answered connection idle", func() bool {
-		limit.mu.Lock()
-		defer limit.mu.Unlock()
-		for c := range limit.open {
-			if c.waiting.Load() == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	runnertest.Eventually(t, "the answered connection idle", func() bool { return busy() == 0 })
 
 	// Three requests in progress: they keep their places, and a fourth
 	// connection waits until one of them ends.
-	var busy []<-chan int
+	var blocked []<-chan int
 	for range 3 {
-		busy = append(busy, get(dial(), "/block"))
+		blocked = append(blocked, get(dial(), "/block"))
 	}
-	runnertest.Eventually(t, "3 busy", func() bool {
-		limit.mu.Lock()
-		defer limit.mu.Unlock()
-		n := 0
-		for c := range limit.open {
-			if c.waiting.Load() == 0 {
-				n++
-			}
-		}
-		return n == 3
-	})
+	runnertest.Eventually(t, "3 busy", func() bool { return busy() == 3 })
 	last := get(dial(), "/")
 	select {
 	case code := <-last:
@@ -107,7 +101,7 @@ func TestConnLimit(t *testing.T) {
 	default:
 	}
 	close(release)
-	for _, c := range busy {
+	for _, c := range blocked {
 		if code := <-c; code != 200 {
 			t.Errorf("a request in progress got %d", code)
 		}
